@@ -1,0 +1,103 @@
+//! Kappa's HTTP front: the Lambda API's rest-json routes, request limits, and the AWS error wire
+//! format. Handlers turn requests into typed commands for `kappa-core` and never hold business
+//! logic.
+
+pub mod auth;
+pub mod aws_error;
+pub mod request;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use kappa_core::control::FunctionService;
+
+use crate::auth::Authenticator;
+use crate::aws_error::ApiError;
+use crate::routes::{account, code, functions, tags};
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub functions: FunctionService,
+    pub authenticator: Arc<dyn Authenticator>,
+    /// `host:port` used in URLs when a request carries no `Host` header.
+    pub public_address: String,
+}
+
+/// The whole API as one router.
+pub fn router(state: AppState) -> Router {
+    let functions_collection = get(functions::list_functions).post(functions::create_function);
+    let account_settings = get(account::get_account_settings);
+    Router::new()
+        .route("/health", get(health))
+        .route("/2015-03-31/functions", functions_collection.clone())
+        .route("/2015-03-31/functions/", functions_collection)
+        .route(
+            "/2015-03-31/functions/{name}",
+            get(functions::get_function).delete(functions::delete_function),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/configuration",
+            get(functions::get_function_configuration)
+                .put(functions::update_function_configuration),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/code",
+            axum::routing::put(functions::update_function_code),
+        )
+        .route(
+            "/2017-03-31/tags/{resource}",
+            get(tags::list_tags)
+                .post(tags::tag_resource)
+                .delete(tags::untag_resource),
+        )
+        .route("/2016-08-19/account-settings", account_settings.clone())
+        .route("/2016-08-19/account-settings/", account_settings)
+        .route(
+            &format!("{}/{{digest}}", code::CODE_PATH),
+            get(code::download_code),
+        )
+        .fallback(unknown_operation)
+        .method_not_allowed_fallback(unknown_operation)
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .with_state(state)
+}
+
+async fn health() -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        axum::Json(serde_json::json!({ "status": "ok" })),
+    )
+}
+
+async fn unknown_operation(request: Request) -> ApiError {
+    ApiError::UnknownOperation {
+        method: request.method().to_string(),
+        path: request.uri().path().to_owned(),
+    }
+}
+
+/// Authenticate the caller and log every request with its outcome and latency.
+async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let caller = state.authenticator.authenticate(request.headers());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    tracing::debug!(
+        %method,
+        %path,
+        status = response.status().as_u16(),
+        access_key = caller.access_key_id.as_deref().unwrap_or("-"),
+        micros = started.elapsed().as_micros() as u64,
+        "request"
+    );
+    response
+}

@@ -1,0 +1,7 @@
+//! HTTP routes: each handler parses the request into a command, calls the core, and shapes the
+//! answer. No business logic lives here.
+
+pub mod account;
+pub mod code;
+pub mod functions;
+pub mod tags;

@@ -1,0 +1,9 @@
+//! The control plane: the Lambda API's function operations over the store.
+
+pub mod requests;
+mod service;
+pub mod settings;
+
+pub use service::{
+    AccountLimits, AccountSettings, FunctionListPage, FunctionService, FunctionWithCode,
+};

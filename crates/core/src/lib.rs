@@ -1,0 +1,12 @@
+//! Kappa's core: the domain of functions and the control-plane operations, free of HTTP and of
+//! any particular database.
+
+pub mod code_package;
+pub mod control;
+pub mod error;
+pub mod function;
+pub mod names;
+pub mod runtime;
+pub mod store;
+
+pub use error::ServiceError;

@@ -1,0 +1,186 @@
+//! Server settings: command-line flags and `KAPPA_*` environment variables over an optional TOML
+//! file over built-in defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9070";
+pub const DEFAULT_REGION: &str = "us-east-1";
+pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
+pub const DEFAULT_CONCURRENCY: u32 = 1000;
+
+/// Flags of `kappa server`.
+#[derive(Debug, Args, Default)]
+pub struct ServerArgs {
+    /// Address to serve the API on [default: 127.0.0.1:9070]
+    #[arg(long, env = "KAPPA_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory holding the store and code packages [default: <user data dir>/kappa]
+    #[arg(long, env = "KAPPA_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Region in ARNs [default: us-east-1]
+    #[arg(long, env = "KAPPA_REGION")]
+    pub region: Option<String>,
+    /// Account id in ARNs [default: 000000000000]
+    #[arg(long, env = "KAPPA_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Account concurrency limit [default: 1000]
+    #[arg(long, env = "KAPPA_CONCURRENCY_LIMIT")]
+    pub concurrency_limit: Option<u32>,
+    /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit
+    #[arg(long, env = "KAPPA_CONFIG")]
+    pub config: Option<PathBuf>,
+}
+
+/// The settings file; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    region: Option<String>,
+    account_id: Option<String>,
+    concurrency_limit: Option<u32>,
+}
+
+/// Settings after merging flags, environment, file and defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    pub concurrency_limit: u32,
+}
+
+impl ServerConfig {
+    pub fn resolve(args: ServerArgs) -> Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let listen = match args.listen.or(file.listen) {
+            Some(addr) => addr,
+            None => DEFAULT_LISTEN
+                .parse()
+                .context("parsing the default listen address")?,
+        };
+        let data_dir = match args.data_dir.or(file.data_dir) {
+            Some(dir) => dir,
+            None => default_data_dir()?,
+        };
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| DEFAULT_REGION.to_owned());
+        let account_id = args
+            .account_id
+            .or(file.account_id)
+            .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_owned());
+        check_region(&region)?;
+        check_account_id(&account_id)?;
+        Ok(Self {
+            listen,
+            data_dir,
+            region,
+            account_id,
+            concurrency_limit: args
+                .concurrency_limit
+                .or(file.concurrency_limit)
+                .unwrap_or(DEFAULT_CONCURRENCY),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+fn default_data_dir() -> Result<PathBuf> {
+    dirs::data_dir()
+        .map(|dir| dir.join("kappa"))
+        .context("no user data directory is known here; pass --data-dir or set KAPPA_DATA_DIR")
+}
+
+fn check_region(region: &str) -> Result<()> {
+    let parts: Vec<&str> = region.split('-').collect();
+    let valid = parts.len() >= 3
+        && parts[0].len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        })
+        && parts
+            .last()
+            .is_some_and(|p| p.len() == 1 && p.bytes().all(|b| b.is_ascii_digit()));
+    anyhow::ensure!(
+        valid,
+        "region {region:?} is not a region name like us-east-1"
+    );
+    Ok(())
+}
+
+fn check_account_id(account_id: &str) -> Result<()> {
+    anyhow::ensure!(
+        account_id.len() == 12 && account_id.bytes().all(|b| b.is_ascii_digit()),
+        "account id {account_id:?} must be 12 digits"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_file_and_the_file_overrides_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kappa.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9999\"\nregion = \"eu-west-1\"\ndata_dir = \"/srv/kappa\"\n",
+        )
+        .unwrap();
+        let config = ServerConfig::resolve(ServerArgs {
+            region: Some("ap-south-1".into()),
+            config: Some(file),
+            ..ServerArgs::default()
+        })
+        .unwrap();
+        assert_eq!(config.listen.to_string(), "127.0.0.1:9999");
+        assert_eq!(config.region, "ap-south-1");
+        assert_eq!(config.data_dir, PathBuf::from("/srv/kappa"));
+        assert_eq!(config.account_id, DEFAULT_ACCOUNT_ID);
+    }
+
+    #[test]
+    fn unknown_file_keys_and_bad_values_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kappa.toml");
+        std::fs::write(&file, "listn = \"127.0.0.1:1\"\n").unwrap();
+        let args = ServerArgs {
+            config: Some(file),
+            ..ServerArgs::default()
+        };
+        assert!(ServerConfig::resolve(args).is_err());
+        let args = ServerArgs {
+            account_id: Some("12".into()),
+            data_dir: Some("/x".into()),
+            ..ServerArgs::default()
+        };
+        assert!(ServerConfig::resolve(args).is_err());
+        let args = ServerArgs {
+            region: Some("mars".into()),
+            data_dir: Some("/x".into()),
+            ..ServerArgs::default()
+        };
+        assert!(ServerConfig::resolve(args).is_err());
+    }
+}
