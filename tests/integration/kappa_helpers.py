@@ -557,7 +557,9 @@ def create_params(name: str, zip_bytes: bytes | None = None, **overrides) -> dic
         "Runtime": "python3.12",
         "Role": ROLE,
         "Handler": "app.handler",
-        "Code": {"ZipFile": zip_bytes if zip_bytes is not None else handler_zip()},
+        # A unique package by default, so that a rejected create that wrongly stored its code
+        # shows up as a new file in the content-addressed blob store.
+        "Code": {"ZipFile": zip_bytes if zip_bytes is not None else unique_zip()},
     }
     params.update(overrides)
     return params

@@ -168,3 +168,85 @@ def test_second_server_on_same_data_dir_is_refused(server_factory, tmp_path_fact
     # Once the first is gone, the data dir can be opened again.
     third = server_factory(data_dir=data_dir)
     assert third.client().get_function(FunctionName="held")["Configuration"]["FunctionName"] == "held"
+
+
+@pytest.mark.extra
+def test_sigkill_during_updates_and_deletes_keeps_acknowledged_state(server_factory, tmp_path_factory):
+    """Acknowledged UpdateFunctionCode/DeleteFunction survive SIGKILL; in-flight ones are all-or-nothing."""
+    seed = int(os.environ.get("KAPPA_CRASH_SEED", str(time.time_ns() % 2**32)))
+    rng = random.Random(seed)
+    print(f"update/delete crash seed: {seed}")
+    data_dir = tmp_path_factory.mktemp("crash-update-data")
+    srv = server_factory(data_dir=data_dir)
+    client = srv.client()
+    names = [f"upd-{i:02d}" for i in range(20)]
+    state: dict[str, dict | None] = {n: h.create_function(client, n, h.unique_zip()) for n in names}
+
+    ops = []  # (name, kind, zip or None)
+    for _ in range(60):
+        name = rng.choice(names)
+        ops.append((name, "delete" if rng.random() < 0.15 else "update",
+                    h.build_zip({"app.py": h.HANDLER_SOURCE, "b.bin": rng.randbytes(rng.randint(16, 256) * 1024)},
+                                compression=0)))
+    acked: list[tuple[str, str, dict | None]] = []
+    pending: dict[str, tuple[str, bytes]] = {}
+    op_client = h.make_client(srv.url, read_timeout=15, connect_timeout=2)
+
+    def run():
+        for name, kind, zip_bytes in ops:
+            pending.clear()
+            pending[name] = (kind, zip_bytes)
+            try:
+                if kind == "update":
+                    resp = op_client.update_function_code(FunctionName=name, ZipFile=zip_bytes)
+                    acked.append((name, kind, h.strip_meta(resp)))
+                else:
+                    op_client.delete_function(FunctionName=name)
+                    acked.append((name, kind, None))
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "ResourceNotFoundException":
+                    raise
+                acked.append((name, "absent", None))
+            except Exception:
+                return
+        pending.clear()
+
+    worker = threading.Thread(target=run, daemon=True)
+    kill_after = rng.randint(5, len(ops) - 5)
+    worker.start()
+    h.wait_until(60, lambda: len(acked) >= kill_after or not worker.is_alive(), interval=0.002,
+                 desc=f"{kill_after} acknowledged operations")
+    srv.kill()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+    print(f"killed after {len(acked)} acknowledged operations; in flight: {list(pending.items())[:1] and list(pending)}")
+    for name, kind, cfg in acked:
+        if kind == "update":
+            state[name] = cfg
+        elif kind == "delete":
+            state[name] = None
+
+    srv = server_factory(data_dir=data_dir)
+    client = srv.client()
+    listed = {f["FunctionName"] for f in h.list_all_functions(client)}
+    for name, expected in state.items():
+        in_flight = pending.get(name)
+        if in_flight is None:
+            if expected is None:
+                assert name not in listed, f"{name}: acknowledged delete undone by SIGKILL (seed {seed})"
+                h.api_error(client, lambda: client.get_function(FunctionName=name), 404, "ResourceNotFoundException")
+            else:
+                cfg = verify_complete(client, name)
+                assert (cfg["CodeSha256"], cfg["RevisionId"]) == (expected["CodeSha256"], expected["RevisionId"]), (
+                    f"{name}: acknowledged state lost by SIGKILL (seed {seed})")
+        else:
+            kind, zip_bytes = in_flight
+            if name not in listed:
+                assert kind == "delete" or expected is None, f"{name} vanished during an in-flight update"
+                continue
+            cfg = verify_complete(client, name)
+            allowed = {h.code_sha256(zip_bytes)} if kind == "update" else set()
+            if expected is not None:
+                allowed.add(expected["CodeSha256"])
+            assert cfg["CodeSha256"] in allowed, f"{name}: half-applied in-flight {kind}"
+    srv.stop()

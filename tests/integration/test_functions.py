@@ -3,6 +3,7 @@ DeleteFunction, RevisionId preconditions, name forms, waiters."""
 
 from __future__ import annotations
 
+import threading
 import urllib.parse
 
 import pytest
@@ -288,3 +289,63 @@ def test_waiters(client, fn_name):
     client.update_function_code(FunctionName=fn_name, ZipFile=h.unique_zip())
     client.get_waiter("function_updated_v2").wait(FunctionName=fn_name, WaiterConfig={"Delay": 1, "MaxAttempts": 5})
     client.get_waiter("function_exists").wait(FunctionName=fn_name, WaiterConfig={"Delay": 1, "MaxAttempts": 5})
+
+
+@pytest.mark.extra
+def test_concurrent_creates_of_one_name_have_one_winner(server, fn_name):
+    clients = [server.client() for _ in range(8)]
+    zips = [h.unique_zip() for _ in clients]
+    results: list = [None] * len(clients)
+    barrier = threading.Barrier(len(clients))
+
+    def go(i):
+        barrier.wait()
+        try:
+            results[i] = clients[i].create_function(**h.create_params(fn_name, zips[i]))
+        except Exception as exc:  # noqa: BLE001 - recorded and checked below
+            results[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [i for i, r in enumerate(results) if isinstance(r, dict)]
+    losers = [r for r in results if not isinstance(r, dict)]
+    assert len(winners) == 1, f"{len(winners)} concurrent creates of one name succeeded: {results}"
+    for exc in losers:
+        assert getattr(exc, "response", {}).get("Error", {}).get("Code") == "ResourceConflictException", exc
+    cfg = clients[0].get_function_configuration(FunctionName=fn_name)
+    assert cfg["CodeSha256"] == h.code_sha256(zips[winners[0]])
+    assert cfg["RevisionId"] == results[winners[0]]["RevisionId"]
+
+
+@pytest.mark.extra
+def test_concurrent_updates_with_one_revision_id_have_one_winner(server, fn_name):
+    created = h.create_function(server.client(), fn_name)
+    clients = [server.client() for _ in range(8)]
+    results: list = [None] * len(clients)
+    barrier = threading.Barrier(len(clients))
+
+    def go(i):
+        barrier.wait()
+        try:
+            results[i] = clients[i].update_function_configuration(
+                FunctionName=fn_name, Timeout=10 + i, RevisionId=created["RevisionId"]
+            )
+        except Exception as exc:  # noqa: BLE001
+            results[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(clients))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    winners = [i for i, r in enumerate(results) if isinstance(r, dict)]
+    assert len(winners) == 1, f"{len(winners)} updates with the same RevisionId succeeded: {results}"
+    for r in results:
+        if not isinstance(r, dict):
+            assert getattr(r, "response", {}).get("Error", {}).get("Code") == "PreconditionFailedException", r
+    cfg = clients[0].get_function_configuration(FunctionName=fn_name)
+    assert cfg["Timeout"] == 10 + winners[0]
+    assert cfg["RevisionId"] == results[winners[0]]["RevisionId"]

@@ -274,3 +274,116 @@ impl FunctionStore for SqliteStore {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kappa_core::function::{CodeRef, FunctionSettings, LATEST, LoggingSettings};
+
+    fn record(name: &str, revision: &str, digest: &str) -> FunctionRecord {
+        FunctionRecord {
+            latest: FunctionVersion {
+                name: name.to_owned(),
+                version: LATEST.to_owned(),
+                settings: FunctionSettings {
+                    runtime: Some("python3.12".into()),
+                    handler: Some("app.handler".into()),
+                    role: "arn:aws:iam::000000000000:role/r".into(),
+                    description: String::new(),
+                    timeout: 3,
+                    memory_size: 128,
+                    ephemeral_storage: 512,
+                    environment: None,
+                    architectures: vec!["x86_64".into()],
+                    tracing_mode: "PassThrough".into(),
+                    dead_letter_target: None,
+                    kms_key_arn: None,
+                    logging: LoggingSettings {
+                        log_format: "Text".into(),
+                        log_group: None,
+                        application_log_level: None,
+                        system_log_level: None,
+                    },
+                    snap_start_apply_on: "None".into(),
+                },
+                code: CodeRef {
+                    sha256_hex: digest.to_owned(),
+                    sha256_base64: "b64".into(),
+                    size: 10,
+                    unzipped_size: 20,
+                },
+                revision_id: revision.to_owned(),
+                last_modified: "2026-01-01T00:00:00.000+0000".into(),
+            },
+            tags: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
+        }
+    }
+
+    fn open() -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("kappa.db")).unwrap();
+        (dir, store)
+    }
+
+    #[tokio::test]
+    async fn create_is_exclusive_and_reads_back_whole() {
+        let (_dir, store) = open();
+        let f = record("f", "r1", "aa");
+        store.create_function(&f).await.unwrap();
+        assert!(matches!(store.create_function(&f).await, Err(StoreError::AlreadyExists)));
+        assert_eq!(store.get_function("f").await.unwrap(), Some(f));
+        assert_eq!(store.get_function("g").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn replace_checks_the_revision() {
+        let (_dir, store) = open();
+        store.create_function(&record("f", "r1", "aa")).await.unwrap();
+        let next = record("f", "r2", "bb");
+        assert!(matches!(store.replace_function(&next, "stale").await, Err(StoreError::RevisionMismatch)));
+        store.replace_function(&next, "r1").await.unwrap();
+        assert_eq!(store.get_function("f").await.unwrap().unwrap().revision_id(), "r2");
+        assert_eq!(store.referenced_code().await.unwrap(), BTreeSet::from(["bb".to_owned()]));
+        let missing = record("g", "r1", "aa");
+        assert!(matches!(store.replace_function(&missing, "r1").await, Err(StoreError::NotFound)));
+    }
+
+    #[tokio::test]
+    async fn list_pages_in_name_order() {
+        let (_dir, store) = open();
+        for name in ["c", "a", "b", "d"] {
+            store.create_function(&record(name, "r", "aa")).await.unwrap();
+        }
+        let names = |records: Vec<FunctionRecord>| {
+            records.iter().map(|r| r.name().to_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(store.list_functions(None, 2).await.unwrap()), ["a", "b"]);
+        assert_eq!(names(store.list_functions(Some("b"), 10).await.unwrap()), ["c", "d"]);
+        assert_eq!(store.usage().await.unwrap(), StoredUsage { function_count: 4, total_code_size: 40 });
+    }
+
+    #[tokio::test]
+    async fn tags_and_delete() {
+        let (_dir, store) = open();
+        store.create_function(&record("f", "r", "aa")).await.unwrap();
+        let set = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
+        store.update_tags("f", &set, &["team".to_owned()]).await.unwrap();
+        assert_eq!(store.get_function("f").await.unwrap().unwrap().tags, set);
+        assert!(matches!(store.update_tags("g", &set, &[]).await, Err(StoreError::NotFound)));
+        assert!(store.delete_function("f").await.unwrap().is_some());
+        assert!(store.delete_function("f").await.unwrap().is_none());
+        assert!(store.referenced_code().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn records_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kappa.db");
+        {
+            let store = SqliteStore::open(&path).unwrap();
+            store.create_function(&record("f", "r", "aa")).await.unwrap();
+        }
+        let store = SqliteStore::open(&path).unwrap();
+        assert!(store.get_function("f").await.unwrap().is_some());
+    }
+}
