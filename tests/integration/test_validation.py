@@ -85,7 +85,7 @@ REJECTED = {
                  [h.ENV_TOO_LARGE_PREFIX], True),
 }
 
-RESERVED_KEYS = ["AWS_REGION", "AWS_ACCESS_KEY_ID", "_HANDLER", "AWS_LAMBDA_FUNCTION_NAME", "TZ"] + [
+RESERVED_KEYS = ["AWS_REGION", "AWS_ACCESS_KEY_ID", "_HANDLER", "AWS_LAMBDA_FUNCTION_NAME"] + [
     pytest.param(key, marks=pytest.mark.extra)
     for key in ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_EXECUTION_ENV", "LAMBDA_TASK_ROOT",
                 "LAMBDA_RUNTIME_DIR", "AWS_LAMBDA_RUNTIME_API", "AWS_DEFAULT_REGION")
@@ -115,7 +115,8 @@ def test_create_rejects_reserved_environment_keys(server, raw_client, key):
 
 
 def test_ordinary_environment_variables_accepted(raw_client, fn_name):
-    variables = {"AWS_LIKE_BUT_NOT_RESERVED": "1", "MY_TZ": "x", "lower_case": "y"}
+    # TZ is one of the few Lambda-set names a function may override (runtime-interface.md §2.1).
+    variables = {"AWS_LIKE_BUT_NOT_RESERVED": "1", "MY_TZ": "x", "lower_case": "y", "TZ": "Europe/Paris"}
     cfg = h.create_function(raw_client, fn_name, Environment={"Variables": variables})
     assert cfg["Environment"]["Variables"] == variables
 

@@ -42,6 +42,8 @@ struct WireError {
     fault: &'static str,
     case: MessageCase,
     message: String,
+    /// `Reason` member and `Retry-After` header of throttles.
+    reason: Option<&'static str>,
 }
 
 impl ApiError {
@@ -53,6 +55,7 @@ impl ApiError {
             fault: "User",
             case,
             message,
+            reason: None,
         };
         match self {
             Self::UnknownOperation { method, path } => user(
@@ -118,12 +121,22 @@ impl ApiError {
                         Lower,
                         message,
                     ),
+                    ServiceError::TooManyRequests { reason, .. } => WireError {
+                        reason: Some(*reason),
+                        ..user(
+                            StatusCode::TOO_MANY_REQUESTS,
+                            "TooManyRequestsException",
+                            Lower,
+                            message,
+                        )
+                    },
                     ServiceError::Internal(_) => WireError {
                         status: StatusCode::INTERNAL_SERVER_ERROR,
                         error_type: "ServiceException",
                         fault: "Service",
                         case: Upper,
                         message: "The Lambda service encountered an internal error.".to_owned(),
+                        reason: None,
                     },
                 }
             }
@@ -141,8 +154,16 @@ impl IntoResponse for ApiError {
             MessageCase::Upper => "Message",
             MessageCase::Lower => "message",
         };
-        let body = serde_json::json!({ "Type": wire.fault, message_key: wire.message });
+        let mut body = serde_json::json!({ "Type": wire.fault, message_key: wire.message });
+        if let Some(reason) = wire.reason {
+            body["Reason"] = serde_json::Value::from(reason);
+        }
         let mut response = (wire.status, axum::Json(body)).into_response();
+        if wire.reason.is_some() {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
         response.headers_mut().insert(
             HeaderName::from_static("x-amzn-errortype"),
             HeaderValue::from_static(wire.error_type),

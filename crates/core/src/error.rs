@@ -32,6 +32,9 @@ pub enum ServiceError {
     /// 413 `RequestEntityTooLargeException`.
     #[error("{0}")]
     RequestEntityTooLarge(String),
+    /// 429 `TooManyRequestsException` with its `Reason`.
+    #[error("{message}")]
+    TooManyRequests { reason: &'static str, message: String },
     /// 500 `ServiceException`: a fault of ours; the cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),

@@ -5,6 +5,7 @@ pub mod code_package;
 pub mod control;
 pub mod error;
 pub mod function;
+pub mod invoke;
 pub mod names;
 pub mod runtime;
 pub mod store;

@@ -58,7 +58,6 @@ pub const RESERVED_ENVIRONMENT_KEYS: &[&str] = &[
     "AWS_SESSION_TOKEN",
     "LAMBDA_RUNTIME_DIR",
     "LAMBDA_TASK_ROOT",
-    "TZ",
 ];
 
 const ROLE_PATTERN: &str = r"arn:(aws[a-zA-Z-]*)?:iam::\d{12}:role/?[a-zA-Z_0-9+=,.@\-_/]+";
@@ -735,7 +734,7 @@ mod tests {
 
     #[test]
     fn reserved_environment_keys_are_refused() {
-        for key in ["AWS_REGION", "_HANDLER", "TZ", "AWS_SESSION_TOKEN"] {
+        for key in ["AWS_REGION", "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "AWS_SESSION_TOKEN"] {
             let env = serde_json::json!({"Variables": {key: "x"}});
             let err = create(with("Environment", env)).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
