@@ -160,9 +160,10 @@ impl IntoResponse for ApiError {
         }
         let mut response = (wire.status, axum::Json(body)).into_response();
         if wire.reason.is_some() {
-            response
-                .headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                HeaderValue::from_static("1"),
+            );
         }
         response.headers_mut().insert(
             HeaderName::from_static("x-amzn-errortype"),

@@ -17,15 +17,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kappa_core::control::FunctionService;
+use kappa_core::invoke::Invoker;
+use kappa_core::logs_service::LogsService;
 
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
-use crate::routes::{account, code, functions, tags};
+use crate::routes::{account, code, functions, invoke, logs, tags};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub functions: FunctionService,
+    pub invoker: Arc<dyn Invoker>,
+    pub logs: LogsService,
     pub authenticator: Arc<dyn Authenticator>,
     /// `host:port` used in URLs when a request carries no `Host` header.
     pub public_address: String,
@@ -37,6 +41,11 @@ pub fn router(state: AppState) -> Router {
     let account_settings = get(account::get_account_settings);
     Router::new()
         .route("/health", get(health))
+        .route("/", axum::routing::post(logs::dispatch))
+        .route(
+            "/2015-03-31/functions/{name}/invocations",
+            axum::routing::post(invoke::invoke),
+        )
         .route("/2015-03-31/functions", functions_collection.clone())
         .route("/2015-03-31/functions/", functions_collection)
         .route(

@@ -34,7 +34,10 @@ pub enum ServiceError {
     RequestEntityTooLarge(String),
     /// 429 `TooManyRequestsException` with its `Reason`.
     #[error("{message}")]
-    TooManyRequests { reason: &'static str, message: String },
+    TooManyRequests {
+        reason: &'static str,
+        message: String,
+    },
     /// 500 `ServiceException`: a fault of ours; the cause is logged, never shown.
     #[error("internal error")]
     Internal(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),

@@ -93,7 +93,9 @@ pub fn decode_client_context(header: &str) -> Result<String, ServiceError> {
             "Client context must be a valid Base64-encoded JSON object.".to_owned(),
         )
     };
-    let bytes = base64::engine::general_purpose::STANDARD.decode(header).map_err(|_| invalid())?;
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(header)
+        .map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;
     match serde_json::from_str::<serde_json::Value>(&text) {
         Ok(serde_json::Value::Object(_)) => Ok(text),
@@ -109,7 +111,10 @@ mod tests {
     fn payloads_must_be_json_and_empty_means_empty_object() {
         assert_eq!(check_payload(Vec::new()).unwrap(), b"{}");
         assert_eq!(check_payload(b"[1,2]".to_vec()).unwrap(), b"[1,2]");
-        assert!(matches!(check_payload(b"{nope".to_vec()), Err(ServiceError::InvalidRequestContent(_))));
+        assert!(matches!(
+            check_payload(b"{nope".to_vec()),
+            Err(ServiceError::InvalidRequestContent(_))
+        ));
     }
 
     #[test]

@@ -6,6 +6,8 @@ pub mod control;
 pub mod error;
 pub mod function;
 pub mod invoke;
+pub mod logs;
+pub mod logs_service;
 pub mod names;
 pub mod runtime;
 pub mod store;

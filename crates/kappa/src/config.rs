@@ -12,6 +12,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9070";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_CONCURRENCY: u32 = 1000;
+pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 300;
 
 /// Flags of `kappa server`.
 #[derive(Debug, Args, Default)]
@@ -31,9 +32,33 @@ pub struct ServerArgs {
     /// Account concurrency limit [default: 1000]
     #[arg(long, env = "KAPPA_CONCURRENCY_LIMIT")]
     pub concurrency_limit: Option<u32>,
-    /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit
+    /// How environments are isolated: `namespace` (needs root) or `unsafe-none` [default: namespace]
+    #[arg(long, env = "KAPPA_ISOLATION")]
+    pub isolation: Option<IsolationMode>,
+    /// Seconds an idle environment stays warm [default: 300]
+    #[arg(long, env = "KAPPA_KEEP_ALIVE_SECS")]
+    pub keep_alive_secs: Option<u64>,
+    /// Python interpreter for python3.x functions [default: pythonX.Y, else python3, from PATH]
+    #[arg(long, env = "KAPPA_PYTHON")]
+    pub python: Option<PathBuf>,
+    /// Node.js for nodejs functions [default: node from PATH]
+    #[arg(long, env = "KAPPA_NODE")]
+    pub node: Option<PathBuf>,
+    /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
+    /// isolation, keep_alive_secs, python, node
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Isolation of execution environments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IsolationMode {
+    /// A mount namespace per environment with Lambda's file layout (requires root).
+    Namespace,
+    /// No isolation: functions run as the server's user and see its files. For hosts that cannot
+    /// create namespaces; never for untrusted code.
+    UnsafeNone,
 }
 
 /// The settings file; every key is optional.
@@ -45,6 +70,10 @@ struct FileConfig {
     region: Option<String>,
     account_id: Option<String>,
     concurrency_limit: Option<u32>,
+    isolation: Option<IsolationMode>,
+    keep_alive_secs: Option<u64>,
+    python: Option<PathBuf>,
+    node: Option<PathBuf>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -55,6 +84,10 @@ pub struct ServerConfig {
     pub region: String,
     pub account_id: String,
     pub concurrency_limit: u32,
+    pub isolation: IsolationMode,
+    pub keep_alive_secs: u64,
+    pub python: Option<PathBuf>,
+    pub node: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -92,6 +125,16 @@ impl ServerConfig {
                 .concurrency_limit
                 .or(file.concurrency_limit)
                 .unwrap_or(DEFAULT_CONCURRENCY),
+            isolation: args
+                .isolation
+                .or(file.isolation)
+                .unwrap_or(IsolationMode::Namespace),
+            keep_alive_secs: args
+                .keep_alive_secs
+                .or(file.keep_alive_secs)
+                .unwrap_or(DEFAULT_KEEP_ALIVE_SECS),
+            python: args.python.or(file.python),
+            node: args.node.or(file.node),
         })
     }
 }

@@ -4,6 +4,9 @@ mod config;
 mod data_dir;
 mod server;
 
+/// Hidden subcommand run by the server to start an execution environment.
+const SANDBOX_INIT: &str = "__sandbox-init";
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +29,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // The sandbox entry point comes first and stays small: it runs once per environment start.
+    if std::env::args_os()
+        .nth(1)
+        .is_some_and(|a| a == SANDBOX_INIT)
+    {
+        return sandbox_init();
+    }
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
@@ -46,6 +56,38 @@ fn run_server(config: ServerConfig) -> anyhow::Result<()> {
         .build()
         .map_err(|err| anyhow::anyhow!("starting the async runtime: {err}"))?;
     runtime.block_on(server::run(config))
+}
+
+/// Enter the sandbox described by `KAPPA_SANDBOX_SPEC` and exec the runtime; returns only on
+/// failure, whose reason goes to stderr (the function's log).
+fn sandbox_init() -> ExitCode {
+    let Ok(text) = std::env::var("KAPPA_SANDBOX_SPEC") else {
+        eprintln!(
+            "kappa {SANDBOX_INIT}: KAPPA_SANDBOX_SPEC is not set (this command is run by kappa server)"
+        );
+        return ExitCode::from(2);
+    };
+    let spec = match kappa_sandbox::SandboxSpec::from_json(&text) {
+        Ok(spec) => spec,
+        Err(err) => {
+            eprintln!("kappa {SANDBOX_INIT}: invalid sandbox spec: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match kappa_sandbox::enter(&spec) {
+        Ok(never) => match never {},
+        Err(err) => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            eprintln!("kappa: starting the execution environment failed: {text}");
+            ExitCode::from(127)
+        }
+    }
 }
 
 /// Log to stderr; `KAPPA_LOG` (or `RUST_LOG`) sets the filter, `info` by default.

@@ -1,25 +1,40 @@
-//! `kappa server`: open the data directory, wire the store, core and API, serve until a signal.
+//! `kappa server`: open the data directory, wire the store, core, runtime and API, serve until a
+//! signal.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use kappa_api::AppState;
 use kappa_api::auth::AcceptAnyCredentials;
 use kappa_core::control::{AccountLimits, FunctionService};
+use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
-use kappa_store::{FsCodeBlobs, SqliteStore};
+use kappa_runtime::{FunctionRuntime, Isolation, RuntimeSettings};
+use kappa_store::{FsCodeBlobs, SqliteLogStore, SqliteStore};
 
-use crate::config::ServerConfig;
+use crate::config::{IsolationMode, ServerConfig};
 use crate::data_dir::DataDir;
 
+/// The init phase limit of Lambda's on-demand environments.
+const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often log retention is applied.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
+
 pub async fn run(config: ServerConfig) -> Result<()> {
+    let isolation = check_isolation(config.isolation)?;
     let data_dir = DataDir::lock(&config.data_dir)?;
     let store = SqliteStore::open(&data_dir.database())
         .with_context(|| format!("opening the store in {}", data_dir.root().display()))?;
+    let log_store = Arc::new(
+        SqliteLogStore::open(&data_dir.database())
+            .with_context(|| format!("opening the log store in {}", data_dir.root().display()))?,
+    );
     let blobs = FsCodeBlobs::open(&data_dir.blobs())
         .with_context(|| format!("opening code blobs in {}", data_dir.blobs().display()))?;
+    let account = AccountContext::new(&config.region, &config.account_id);
     let functions = FunctionService::new(
-        AccountContext::new(&config.region, &config.account_id),
+        account.clone(),
         AccountLimits {
             concurrent_executions: config.concurrency_limit,
         },
@@ -36,6 +51,24 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             "removed code packages left by an interrupted write"
         );
     }
+    let runtime = FunctionRuntime::start(
+        functions.clone(),
+        log_store.clone(),
+        RuntimeSettings {
+            data_dir: data_dir.root().to_path_buf(),
+            init_program: std::env::current_exe().context("locating the kappa executable")?,
+            isolation,
+            python: config.python.clone(),
+            node: config.node.clone(),
+            init_timeout: INIT_TIMEOUT,
+            keep_alive: Duration::from_secs(config.keep_alive_secs),
+            concurrency_limit: config.concurrency_limit,
+            region: config.region.clone(),
+        },
+    )
+    .context("preparing execution environments")?;
+    let logs = LogsService::new(log_store, account);
+    spawn_retention(logs.clone());
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -43,6 +76,8 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let app = kappa_api::router(AppState {
         functions,
+        invoker: runtime.clone(),
+        logs,
         authenticator: Arc::new(AcceptAnyCredentials),
         public_address: address.to_string(),
     });
@@ -51,14 +86,57 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         data_dir = %data_dir.root().display(),
         region = %config.region,
         account_id = %config.account_id,
+        isolation = ?config.isolation,
         "kappa is serving the Lambda API"
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
+    runtime.shut_down().await;
     tracing::info!("kappa stopped");
     Ok(())
+}
+
+fn check_isolation(mode: IsolationMode) -> Result<Isolation> {
+    match mode {
+        IsolationMode::Namespace => {
+            if !nix::unistd::geteuid().is_root() {
+                bail!(
+                    "isolating functions needs root (mount namespaces); run kappa as root, or pass --isolation unsafe-none to run functions WITHOUT isolation on this host"
+                );
+            }
+            Ok(Isolation::MountNamespace)
+        }
+        IsolationMode::UnsafeNone => {
+            tracing::warn!(
+                "--isolation unsafe-none: functions run WITHOUT isolation, as this user, seeing this host"
+            );
+            Ok(Isolation::UnsafeNone)
+        }
+    }
+}
+
+fn spawn_retention(logs: LogsService) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+        loop {
+            tick.tick().await;
+            let now = chrono_now_ms();
+            match logs.expire(now).await {
+                Ok(0) => {}
+                Ok(removed) => tracing::info!(removed, "expired log events past their retention"),
+                Err(err) => tracing::warn!(error = %err, "applying log retention failed"),
+            }
+        }
+    });
+}
+
+fn chrono_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -1,9 +1,11 @@
-//! Kappa's embedded store: function records in SQLite (WAL) and code packages as
-//! content-addressed files, both under the data directory.
+//! Kappa's embedded store: function records and logs in SQLite (WAL) and code packages as
+//! content-addressed files, all under the data directory.
 
 mod blobs;
 mod migrations;
 mod sqlite;
+mod sqlite_logs;
 
 pub use blobs::FsCodeBlobs;
 pub use sqlite::{SqliteStore, SqliteStoreError};
+pub use sqlite_logs::SqliteLogStore;

@@ -3,7 +3,10 @@
 use rusqlite::{Connection, OptionalExtension};
 
 /// Every migration, in order. A migration is never edited once released; add a new one instead.
-pub const MIGRATIONS: &[(i64, &str)] = &[(1, include_str!("../migrations/0001_functions.sql"))];
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/0001_functions.sql")),
+    (2, include_str!("../migrations/0002_logs.sql")),
+];
 
 /// Bring the schema up to date; returns the number of migrations applied.
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<usize> {

@@ -330,7 +330,10 @@ mod tests {
         let (_dir, store) = open();
         let f = record("f", "r1", "aa");
         store.create_function(&f).await.unwrap();
-        assert!(matches!(store.create_function(&f).await, Err(StoreError::AlreadyExists)));
+        assert!(matches!(
+            store.create_function(&f).await,
+            Err(StoreError::AlreadyExists)
+        ));
         assert_eq!(store.get_function("f").await.unwrap(), Some(f));
         assert_eq!(store.get_function("g").await.unwrap(), None);
     }
@@ -338,38 +341,85 @@ mod tests {
     #[tokio::test]
     async fn replace_checks_the_revision() {
         let (_dir, store) = open();
-        store.create_function(&record("f", "r1", "aa")).await.unwrap();
+        store
+            .create_function(&record("f", "r1", "aa"))
+            .await
+            .unwrap();
         let next = record("f", "r2", "bb");
-        assert!(matches!(store.replace_function(&next, "stale").await, Err(StoreError::RevisionMismatch)));
+        assert!(matches!(
+            store.replace_function(&next, "stale").await,
+            Err(StoreError::RevisionMismatch)
+        ));
         store.replace_function(&next, "r1").await.unwrap();
-        assert_eq!(store.get_function("f").await.unwrap().unwrap().revision_id(), "r2");
-        assert_eq!(store.referenced_code().await.unwrap(), BTreeSet::from(["bb".to_owned()]));
+        assert_eq!(
+            store
+                .get_function("f")
+                .await
+                .unwrap()
+                .unwrap()
+                .revision_id(),
+            "r2"
+        );
+        assert_eq!(
+            store.referenced_code().await.unwrap(),
+            BTreeSet::from(["bb".to_owned()])
+        );
         let missing = record("g", "r1", "aa");
-        assert!(matches!(store.replace_function(&missing, "r1").await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.replace_function(&missing, "r1").await,
+            Err(StoreError::NotFound)
+        ));
     }
 
     #[tokio::test]
     async fn list_pages_in_name_order() {
         let (_dir, store) = open();
         for name in ["c", "a", "b", "d"] {
-            store.create_function(&record(name, "r", "aa")).await.unwrap();
+            store
+                .create_function(&record(name, "r", "aa"))
+                .await
+                .unwrap();
         }
         let names = |records: Vec<FunctionRecord>| {
-            records.iter().map(|r| r.name().to_owned()).collect::<Vec<_>>()
+            records
+                .iter()
+                .map(|r| r.name().to_owned())
+                .collect::<Vec<_>>()
         };
-        assert_eq!(names(store.list_functions(None, 2).await.unwrap()), ["a", "b"]);
-        assert_eq!(names(store.list_functions(Some("b"), 10).await.unwrap()), ["c", "d"]);
-        assert_eq!(store.usage().await.unwrap(), StoredUsage { function_count: 4, total_code_size: 40 });
+        assert_eq!(
+            names(store.list_functions(None, 2).await.unwrap()),
+            ["a", "b"]
+        );
+        assert_eq!(
+            names(store.list_functions(Some("b"), 10).await.unwrap()),
+            ["c", "d"]
+        );
+        assert_eq!(
+            store.usage().await.unwrap(),
+            StoredUsage {
+                function_count: 4,
+                total_code_size: 40
+            }
+        );
     }
 
     #[tokio::test]
     async fn tags_and_delete() {
         let (_dir, store) = open();
-        store.create_function(&record("f", "r", "aa")).await.unwrap();
+        store
+            .create_function(&record("f", "r", "aa"))
+            .await
+            .unwrap();
         let set = BTreeMap::from([("env".to_owned(), "prod".to_owned())]);
-        store.update_tags("f", &set, &["team".to_owned()]).await.unwrap();
+        store
+            .update_tags("f", &set, &["team".to_owned()])
+            .await
+            .unwrap();
         assert_eq!(store.get_function("f").await.unwrap().unwrap().tags, set);
-        assert!(matches!(store.update_tags("g", &set, &[]).await, Err(StoreError::NotFound)));
+        assert!(matches!(
+            store.update_tags("g", &set, &[]).await,
+            Err(StoreError::NotFound)
+        ));
         assert!(store.delete_function("f").await.unwrap().is_some());
         assert!(store.delete_function("f").await.unwrap().is_none());
         assert!(store.referenced_code().await.unwrap().is_empty());
@@ -381,7 +431,10 @@ mod tests {
         let path = dir.path().join("kappa.db");
         {
             let store = SqliteStore::open(&path).unwrap();
-            store.create_function(&record("f", "r", "aa")).await.unwrap();
+            store
+                .create_function(&record("f", "r", "aa"))
+                .await
+                .unwrap();
         }
         let store = SqliteStore::open(&path).unwrap();
         assert!(store.get_function("f").await.unwrap().is_some());

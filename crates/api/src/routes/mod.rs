@@ -4,4 +4,6 @@
 pub mod account;
 pub mod code;
 pub mod functions;
+pub mod invoke;
+pub mod logs;
 pub mod tags;

@@ -1,7 +1,9 @@
 //! The function operations of the Lambda API, independent of HTTP.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use base64::Engine as _;
 use serde::Serialize;
@@ -88,6 +90,10 @@ pub struct FunctionService {
     /// Held while a blob is written and its record committed, and while a record is removed
     /// and its blob collected, so a blob is never collected under a record about to refer to it.
     code_lifecycle: Arc<Mutex<()>>,
+    /// `$LATEST` of recently invoked functions, so the invoke path does not read the store.
+    invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
+    /// Bumped on every change; a read started before a change is not cached.
+    cache_generation: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -111,6 +117,8 @@ impl FunctionService {
             store,
             blobs,
             code_lifecycle: Arc::new(Mutex::new(())),
+            invoke_cache: Arc::default(),
+            cache_generation: Arc::default(),
         }
     }
 
@@ -292,6 +300,7 @@ impl FunctionService {
             .store
             .replace_function(&next, current.revision_id())
             .await;
+        self.forget(&reference.name);
         let outcome = self.finish_replace(replaced, &next, input.revision_id.is_some());
         let old_digest = &current.latest.code.sha256_hex;
         self.drop_blob_if_unreferenced(&package.code.sha256_hex)
@@ -319,6 +328,7 @@ impl FunctionService {
             .store
             .replace_function(&next, current.revision_id())
             .await;
+        self.forget(&reference.name);
         self.finish_replace(replaced, &next, input.revision_id.is_some())
     }
 
@@ -347,6 +357,7 @@ impl FunctionService {
             .await
             .map_err(ServiceError::internal)?
             .ok_or_else(|| self.not_found(&reference.name, None))?;
+        self.forget(&reference.name);
         self.drop_blob_if_unreferenced(&removed.latest.code.sha256_hex)
             .await?;
         tracing::info!(function = %reference.name, "function deleted");
@@ -432,6 +443,57 @@ impl FunctionService {
             .read(sha256_hex)
             .await
             .map_err(ServiceError::internal)
+    }
+
+    /// The version an invocation runs and the ARN the caller named, from memory when possible.
+    pub async fn resolve_for_invoke(
+        &self,
+        name: &str,
+        qualifier: Option<&str>,
+    ) -> Result<(Arc<FunctionVersion>, String), ServiceError> {
+        let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
+            .with_query_qualifier(qualifier)?;
+        let invoked_arn = match reference.qualifier.as_deref() {
+            Some(q) => self.account.qualified_function_arn(&reference.name, q),
+            None => self.account.function_arn(&reference.name),
+        };
+        if let Some(q) = reference.qualifier.as_deref()
+            && q != LATEST
+        {
+            return Err(self.not_found(&reference.name, Some(q)));
+        }
+        let cached = self
+            .invoke_cache
+            .read()
+            .ok()
+            .and_then(|cache| cache.get(&reference.name).cloned());
+        if let Some(version) = cached {
+            return Ok((version, invoked_arn));
+        }
+        let generation = self.cache_generation.load(Ordering::Acquire);
+        let record = self
+            .get_record(&reference.name)
+            .await?
+            .ok_or_else(|| self.not_found(&reference.name, reference.qualifier.as_deref()))?;
+        let version = Arc::new(record.latest);
+        if let Ok(mut cache) = self.invoke_cache.write()
+            && self.cache_generation.load(Ordering::Acquire) == generation
+        {
+            cache.insert(reference.name.clone(), Arc::clone(&version));
+        }
+        Ok((version, invoked_arn))
+    }
+
+    /// Where the code package `sha256_hex` is on disk.
+    pub fn code_path(&self, sha256_hex: &str) -> PathBuf {
+        self.blobs.path(sha256_hex)
+    }
+
+    fn forget(&self, name: &str) {
+        self.cache_generation.fetch_add(1, Ordering::AcqRel);
+        if let Ok(mut cache) = self.invoke_cache.write() {
+            cache.remove(name);
+        }
     }
 
     async fn apply_tags(

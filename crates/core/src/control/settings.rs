@@ -734,7 +734,12 @@ mod tests {
 
     #[test]
     fn reserved_environment_keys_are_refused() {
-        for key in ["AWS_REGION", "_HANDLER", "AWS_LAMBDA_RUNTIME_API", "AWS_SESSION_TOKEN"] {
+        for key in [
+            "AWS_REGION",
+            "_HANDLER",
+            "AWS_LAMBDA_RUNTIME_API",
+            "AWS_SESSION_TOKEN",
+        ] {
             let env = serde_json::json!({"Variables": {key: "x"}});
             let err = create(with("Environment", env)).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");

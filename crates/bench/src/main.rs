@@ -1,0 +1,54 @@
+//! The `kappa-bench` binary: argument parsing, wiring and error printing only.
+
+mod api_connection;
+mod control_plane;
+mod deployment_package;
+mod latency;
+mod machine;
+mod provenance;
+mod report;
+mod scenario;
+mod server_process;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::control_plane::ControlPlaneArgs;
+
+/// Benchmarks that drive a real `kappa server` and report what they measured.
+#[derive(Debug, Parser)]
+#[command(name = "kappa-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Latency of the Lambda control-plane API, one sequential client over keep-alive HTTP/1.1.
+    ControlPlane(ControlPlaneArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::ControlPlane(args) => run_async(control_plane::run(args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("kappa-bench: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// A single-threaded runtime: the client is sequential, and one thread keeps its own noise low.
+fn run_async(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| anyhow::anyhow!("starting the async runtime: {err}"))?;
+    runtime.block_on(task)
+}

@@ -1,0 +1,128 @@
+//! A real `kappa server` process on a free loopback port with a throw-away data directory.
+
+use std::fs::File;
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use hyper::{Method, StatusCode};
+use tempfile::TempDir;
+
+use crate::api_connection::ApiConnection;
+
+const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Lines of the server's log shown when it fails.
+const LOG_TAIL_LINES: usize = 20;
+
+/// The server process; killed and its directory removed when dropped.
+pub struct KappaServer {
+    child: Child,
+    address: SocketAddr,
+    data_dir: PathBuf,
+    log_path: PathBuf,
+    // Dropped after `Drop::drop` has stopped the process that uses it.
+    _scratch: TempDir,
+}
+
+impl KappaServer {
+    /// Start `binary server` and wait until `GET /health` answers 200, at most `startup_timeout`.
+    pub async fn start(binary: &Path, startup_timeout: Duration) -> Result<Self> {
+        let scratch = tempfile::Builder::new()
+            .prefix("kappa-bench-")
+            .tempdir()
+            .context("creating a scratch directory")?;
+        let data_dir = scratch.path().join("data");
+        let log_path = scratch.path().join("server.log");
+        let log =
+            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+        let address = free_loopback_address()?;
+        let child = Command::new(binary)
+            .arg("server")
+            .arg("--listen")
+            .arg(address.to_string())
+            .arg("--data-dir")
+            .arg(&data_dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().context("sharing the server log file")?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let mut server = Self {
+            child,
+            address,
+            data_dir,
+            log_path,
+            _scratch: scratch,
+        };
+        server.wait_until_healthy(startup_timeout).await?;
+        Ok(server)
+    }
+
+    pub fn address(&self) -> SocketAddr {
+        self.address
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    /// The last lines the server logged, for error messages.
+    pub fn log_tail(&self) -> String {
+        let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(LOG_TAIL_LINES)..].join("\n")
+    }
+
+    async fn wait_until_healthy(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self
+                .child
+                .try_wait()
+                .context("checking the server process")?
+            {
+                bail!(
+                    "kappa server exited ({status}) before it was healthy; its log:\n{}",
+                    self.log_tail()
+                );
+            }
+            if health_status(self.address).await == Some(StatusCode::OK) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "kappa server on {} was not healthy within {timeout:?}; its log:\n{}",
+                    self.address,
+                    self.log_tail()
+                );
+            }
+            tokio::time::sleep(HEALTH_POLL_INTERVAL).await;
+        }
+    }
+}
+
+impl Drop for KappaServer {
+    fn drop(&mut self) {
+        // The process may already be gone; there is nothing more to do about a failure here.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Status of `GET /health`, or `None` while nothing answers.
+async fn health_status(address: SocketAddr) -> Option<StatusCode> {
+    let mut connection = ApiConnection::open(address).await.ok()?;
+    let response = connection.send(Method::GET, "/health", None).await.ok()?;
+    Some(response.status)
+}
+
+/// A loopback port nothing listens on right now, found by binding port 0 and letting it go.
+fn free_loopback_address() -> Result<SocketAddr> {
+    let listener =
+        TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
+    listener
+        .local_addr()
+        .context("reading the free port's address")
+}

@@ -1,0 +1,528 @@
+//! One execution environment: a runtime process in its sandbox, its Runtime API, and its log.
+//!
+//! Lifecycle: start (spawn, wait for the runtime's first `/next` within the init limit) → idle ⇄
+//! busy (one invocation at a time) → shut down. A timeout, crash or init failure ends it; the next
+//! invocation gets a fresh one.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use kappa_core::function::FunctionVersion;
+use kappa_sandbox::{Bind, Isolation, SandboxSpec};
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::launch::{self, Interpreters, Layout};
+use crate::log_capture::{LogCapture, now_ms};
+use crate::log_writer::LogWriter;
+use crate::runtime_api::{Invocation, RuntimeApiHandle, RuntimeOutcome};
+
+/// Settings shared by every environment of a server.
+#[derive(Debug)]
+pub struct EnvironmentSettings {
+    /// The `kappa` executable, run as `kappa __sandbox-init`.
+    pub init_program: PathBuf,
+    pub isolation: Isolation,
+    /// Where environments keep their `/tmp` (one directory each).
+    pub environments_dir: PathBuf,
+    /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
+    pub runtime_dir: PathBuf,
+    /// An empty directory shown at `/opt` until layers exist.
+    pub empty_opt_dir: PathBuf,
+    pub region: String,
+    pub init_timeout: Duration,
+    pub interpreters: Interpreters,
+}
+
+/// The result of one invocation in an environment.
+#[derive(Debug)]
+pub struct InvocationResult {
+    pub payload: Vec<u8>,
+    pub failed: bool,
+    /// False when the environment must not serve again (timeout, crash).
+    pub reusable: bool,
+    /// The invocation's log text (init included on a cold start).
+    pub log: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Exit {
+    Running,
+    Exited(Option<i32>, Option<i32>),
+}
+
+#[derive(Debug)]
+pub struct ExecutionEnvironment {
+    pub id: String,
+    api: RuntimeApiHandle,
+    logs: LogCapture,
+    pid: Pid,
+    exit: watch::Receiver<Exit>,
+    tmp_dir: PathBuf,
+    /// Init duration, reported on the first invocation only.
+    pending_init: Option<Duration>,
+    memory_size: u32,
+    version: String,
+    pub last_used: Instant,
+}
+
+/// Why an environment could not be started; the invocation fails with `body`.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub body: Vec<u8>,
+    pub log: String,
+}
+
+impl ExecutionEnvironment {
+    /// Start an environment for `version` whose code is extracted at `code_dir`, on behalf of
+    /// the invocation `request_id` (named in error messages).
+    pub async fn start(
+        version: &FunctionVersion,
+        code_dir: PathBuf,
+        settings: &EnvironmentSettings,
+        writer: &LogWriter,
+        request_id: &str,
+    ) -> Result<Self, StartFailure> {
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let stream = format!(
+            "{}/[{}]{id}",
+            chrono::Utc::now().format("%Y/%m/%d"),
+            version.version
+        );
+        let (reader, writer_end) = std::io::pipe().map_err(|e| platform_failure(request_id, &e))?;
+        let logs = LogCapture::start(reader, &version.log_group(), &stream, writer.clone())
+            .map_err(|e| platform_failure(request_id, &e))?;
+        let runtime = version.settings.runtime.as_deref().unwrap_or("provided");
+        logs.platform_line(&format!(
+            "INIT_START Runtime Version: kappa:{runtime}\tRuntime Version ARN: arn:aws:lambda:{}::runtime:kappa-{runtime}\n",
+            settings.region
+        ));
+        let started = Instant::now();
+        let fail = |error_type: &str, message: String, logs: &LogCapture| {
+            logs.platform_line(&format!(
+                "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n",
+                started.elapsed().as_secs_f64() * 1000.0
+            ));
+            let body = json!({ "errorType": error_type, "errorMessage": format!("RequestId: {request_id} Error: {message}") });
+            StartFailure {
+                body: body.to_string().into_bytes(),
+                log: logs.take_record(),
+            }
+        };
+
+        let runtime_dir = settings
+            .runtime_dir
+            .join(crate::bootstraps::family(runtime));
+        let (layout, binds) = match settings.isolation {
+            Isolation::MountNamespace => (Layout::lambda(), true),
+            Isolation::UnsafeNone => (
+                Layout {
+                    task_root: code_dir.clone(),
+                    runtime_dir: runtime_dir.clone(),
+                    opt_dir: settings.empty_opt_dir.clone(),
+                },
+                false,
+            ),
+        };
+        let argv = match launch::command_line(
+            version,
+            &layout,
+            &code_dir,
+            &settings.empty_opt_dir,
+            &settings.interpreters,
+        ) {
+            Ok(argv) => argv,
+            Err(err @ launch::LaunchError::NoBootstrap { .. }) => {
+                return Err(fail("Runtime.InvalidEntrypoint", err.to_string(), &logs));
+            }
+            Err(err) => return Err(fail("Runtime.Unknown", err.to_string(), &logs)),
+        };
+        let api = match RuntimeApiHandle::start().await {
+            Ok(api) => api,
+            Err(err) => {
+                return Err(fail(
+                    "Runtime.Unknown",
+                    format!("runtime API: {err}"),
+                    &logs,
+                ));
+            }
+        };
+        let tmp_dir = settings.environments_dir.join(&id);
+        if let Err(err) = std::fs::create_dir_all(&tmp_dir) {
+            return Err(fail(
+                "Runtime.Unknown",
+                format!("creating /tmp: {err}"),
+                &logs,
+            ));
+        }
+        let interpreter_dir = argv
+            .first()
+            .and_then(|p| std::path::Path::new(p).parent())
+            .map(PathBuf::from);
+        let env = launch::environment(
+            version,
+            &layout,
+            &api.address.to_string(),
+            &settings.region,
+            &stream,
+            if argv.len() > 1 {
+                interpreter_dir.as_deref()
+            } else {
+                None
+            },
+        );
+        let mut env = env;
+        if !binds {
+            env.retain(|(k, _)| k != "TMPDIR");
+            env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
+        }
+        let spec = SandboxSpec {
+            isolation: settings.isolation,
+            cover: if binds {
+                vec![PathBuf::from("/var")]
+            } else {
+                Vec::new()
+            },
+            binds: if binds {
+                vec![
+                    Bind {
+                        source: code_dir.clone(),
+                        target: layout.task_root.clone(),
+                        writable: false,
+                    },
+                    Bind {
+                        source: runtime_dir.clone(),
+                        target: layout.runtime_dir.clone(),
+                        writable: false,
+                    },
+                    Bind {
+                        source: settings.empty_opt_dir.clone(),
+                        target: layout.opt_dir.clone(),
+                        writable: false,
+                    },
+                    Bind {
+                        source: tmp_dir.clone(),
+                        target: PathBuf::from("/tmp"),
+                        writable: true,
+                    },
+                ]
+            } else {
+                Vec::new()
+            },
+            cwd: layout.task_root.clone(),
+            argv,
+            env,
+        };
+        let spec_json = match spec.to_json() {
+            Ok(json) => json,
+            Err(err) => {
+                return Err(fail(
+                    "Runtime.Unknown",
+                    format!("sandbox spec: {err}"),
+                    &logs,
+                ));
+            }
+        };
+        let (stdout, stderr) = match writer_end.try_clone() {
+            Ok(copy) => (Stdio::from(copy), Stdio::from(writer_end)),
+            Err(err) => return Err(fail("Runtime.Unknown", format!("log pipe: {err}"), &logs)),
+        };
+        let mut command = tokio::process::Command::new(&settings.init_program);
+        command
+            .arg("__sandbox-init")
+            .env_clear()
+            .env("KAPPA_SANDBOX_SPEC", spec_json)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .process_group(0)
+            .kill_on_drop(true);
+        let child = command.spawn();
+        drop(command);
+        let mut child = match child {
+            Ok(child) => child,
+            Err(err) => {
+                return Err(fail(
+                    "Runtime.Unknown",
+                    format!("spawning the runtime: {err}"),
+                    &logs,
+                ));
+            }
+        };
+        let Some(pid) = child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .map(Pid::from_raw)
+        else {
+            return Err(fail(
+                "Runtime.Unknown",
+                "the runtime has no pid".into(),
+                &logs,
+            ));
+        };
+        let (exit_tx, exit) = watch::channel(Exit::Running);
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let (code, signal) = match status {
+                Ok(status) => {
+                    use std::os::unix::process::ExitStatusExt;
+                    (status.code(), status.signal())
+                }
+                Err(_) => (None, None),
+            };
+            exit_tx.send_replace(Exit::Exited(code, signal));
+        });
+
+        let mut environment = Self {
+            id,
+            api,
+            logs,
+            pid,
+            exit,
+            tmp_dir,
+            pending_init: None,
+            memory_size: version.settings.memory_size,
+            version: version.version.clone(),
+            last_used: Instant::now(),
+        };
+        let mut exit_watch = environment.exit.clone();
+        tokio::select! {
+            () = environment.api.wait_ready() => {}
+            () = wait_exit(&mut exit_watch) => {
+                environment.logs.drain().await;
+                let exit = *environment.exit.borrow();
+                let failure = match environment.api.init_error() {
+                    Some(body) => {
+                        let error_type = serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_owned))
+                            .unwrap_or_else(|| "Runtime.Unknown".to_owned());
+                        environment.logs.platform_line(&format!(
+                            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n",
+                            started.elapsed().as_secs_f64() * 1000.0
+                        ));
+                        StartFailure { body: body.to_vec(), log: environment.logs.take_record() }
+                    }
+                    None => fail("Runtime.ExitError", exit_reason(exit), &environment.logs),
+                };
+                return Err(failure);
+            }
+            () = tokio::time::sleep(settings.init_timeout) => {
+                environment.kill();
+                environment.logs.drain().await;
+                return Err(fail(
+                    "Sandbox.Timedout",
+                    format!("Init phase timed out after {:.2} seconds", settings.init_timeout.as_secs_f64()),
+                    &environment.logs,
+                ));
+            }
+        }
+        environment.pending_init = Some(started.elapsed());
+        Ok(environment)
+    }
+
+    /// Run one invocation, answering by `timeout` at the latest.
+    pub async fn invoke(
+        &mut self,
+        mut invocation: Invocation,
+        timeout: Duration,
+    ) -> InvocationResult {
+        let request_id = invocation.request_id.clone();
+        self.logs.begin_record();
+        self.logs.platform_line(&format!(
+            "START RequestId: {request_id} Version: {}\n",
+            self.version
+        ));
+        let started = Instant::now();
+        let deadline = started + timeout;
+        invocation.deadline_ms = u64::try_from(now_ms()).unwrap_or(0)
+            + u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        let mut exit_watch = self.exit.clone();
+        let mut reusable = true;
+        let mut status_suffix = String::new();
+        let (payload, failed) = match self.api.dispatch(invocation).await {
+            None => {
+                reusable = false;
+                (
+                    error_body(
+                        "Runtime.ExitError",
+                        &request_id,
+                        "Runtime exited without providing a reason",
+                    ),
+                    true,
+                )
+            }
+            Some(outcome) => tokio::select! {
+                outcome = outcome => match outcome {
+                    Ok(RuntimeOutcome::Response(body)) => (body.to_vec(), false),
+                    Ok(RuntimeOutcome::Error { body }) => (body.to_vec(), true),
+                    Ok(RuntimeOutcome::ResponseTooLarge) => (
+                        json!({
+                            "errorMessage": format!("Response payload size exceeded maximum allowed payload size ({} bytes).", kappa_core::invoke::MAX_RESPONSE_PAYLOAD),
+                            "errorType": "Function.ResponseSizeTooLarge",
+                        }).to_string().into_bytes(),
+                        true,
+                    ),
+                    Err(_) => {
+                        reusable = false;
+                        (error_body("Runtime.Unknown", &request_id, "Unknown application error occurred"), true)
+                    }
+                },
+                () = wait_exit(&mut exit_watch) => {
+                    reusable = false;
+                    let reason = exit_reason(*self.exit.borrow());
+                    self.logs.drain().await;
+                    self.logs.platform_line(&format!("RequestId: {request_id} Error: {reason}\n"));
+                    self.logs.platform_line("Runtime.ExitError\n");
+                    status_suffix = "\tStatus: error\tError Type: Runtime.ExitError".to_owned();
+                    (error_body("Runtime.ExitError", &request_id, &reason), true)
+                }
+                () = tokio::time::sleep_until(deadline.into()) => {
+                    reusable = false;
+                    self.kill();
+                    let seconds = timeout.as_secs_f64();
+                    self.logs.drain().await;
+                    self.logs.platform_line(&format!(
+                        "{} {request_id} Task timed out after {seconds:.2} seconds\n",
+                        chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    ));
+                    status_suffix = "\tStatus: timeout".to_owned();
+                    (error_body("Sandbox.Timedout", &request_id, &format!("Task timed out after {seconds:.2} seconds")), true)
+                }
+            },
+        };
+        let duration = started.elapsed();
+        self.logs.drain().await;
+        self.logs
+            .platform_line(&format!("END RequestId: {request_id}\n"));
+        let report = self.report_line(&request_id, duration, &status_suffix);
+        self.logs.platform_line(&report);
+        self.last_used = Instant::now();
+        InvocationResult {
+            payload,
+            failed,
+            reusable,
+            log: self.logs.take_record(),
+        }
+    }
+
+    fn report_line(&mut self, request_id: &str, duration: Duration, status: &str) -> String {
+        let millis = duration.as_secs_f64() * 1000.0;
+        let init = self.pending_init.take();
+        let billed = (millis + init.map_or(0.0, |i| i.as_secs_f64() * 1000.0))
+            .ceil()
+            .max(1.0);
+        let mut line = format!(
+            "REPORT RequestId: {request_id}\tDuration: {millis:.2} ms\tBilled Duration: {billed:.0} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
+            self.memory_size,
+            self.max_memory_used_mb()
+        );
+        if let Some(init) = init {
+            line.push_str(&format!(
+                "Init Duration: {:.2} ms\t",
+                init.as_secs_f64() * 1000.0
+            ));
+        }
+        line.push_str(status.trim_start_matches('\t'));
+        if !status.is_empty() {
+            line.push('\t');
+        }
+        line.push('\n');
+        line
+    }
+
+    /// Peak resident memory of the runtime process, in MB (rounded up).
+    fn max_memory_used_mb(&self) -> u64 {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
+        let kb = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
+            .unwrap_or(0);
+        kb.div_ceil(1024)
+    }
+
+    pub fn is_alive(&self) -> bool {
+        *self.exit.borrow() == Exit::Running
+    }
+
+    fn kill(&self) {
+        let _ = killpg(self.pid, Signal::SIGKILL);
+    }
+
+    /// SIGTERM, then SIGKILL if the runtime has not exited within `grace`.
+    pub async fn shut_down(mut self, grace: Duration) {
+        if self.is_alive() {
+            let _ = killpg(self.pid, Signal::SIGTERM);
+            let mut exit = self.exit.clone();
+            if tokio::time::timeout(grace, wait_exit(&mut exit))
+                .await
+                .is_err()
+            {
+                self.kill();
+            }
+        }
+        self.pending_init = None;
+    }
+}
+
+impl Drop for ExecutionEnvironment {
+    fn drop(&mut self) {
+        if self.is_alive() {
+            self.kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.tmp_dir);
+    }
+}
+
+/// Resolves once the runtime process has exited.
+async fn wait_exit(exit: &mut watch::Receiver<Exit>) {
+    let _ = exit.wait_for(|e| *e != Exit::Running).await;
+}
+
+fn exit_reason(exit: Exit) -> String {
+    match exit {
+        Exit::Exited(Some(0), _) => "Runtime exited without providing a reason".to_owned(),
+        Exit::Exited(Some(code), _) => format!("Runtime exited with error: exit status {code}"),
+        Exit::Exited(None, Some(signal)) => {
+            let name = Signal::try_from(signal)
+                .map_or_else(|_| signal.to_string(), |s| signal_name(s).to_owned());
+            format!("Runtime exited with error: signal: {name}")
+        }
+        _ => "Runtime exited without providing a reason".to_owned(),
+    }
+}
+
+fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::SIGKILL => "killed",
+        Signal::SIGSEGV => "segmentation fault",
+        Signal::SIGABRT => "aborted",
+        Signal::SIGTERM => "terminated",
+        Signal::SIGBUS => "bus error",
+        _ => signal.as_str(),
+    }
+}
+
+fn error_body(error_type: &str, request_id: &str, message: &str) -> Vec<u8> {
+    json!({ "errorMessage": format!("RequestId: {request_id} Error: {message}"), "errorType": error_type })
+        .to_string()
+        .into_bytes()
+}
+
+fn platform_failure(request_id: &str, err: &std::io::Error) -> StartFailure {
+    StartFailure {
+        body: error_body("Runtime.Unknown", request_id, &err.to_string()),
+        log: String::new(),
+    }
+}

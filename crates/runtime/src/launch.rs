@@ -1,0 +1,234 @@
+//! How each runtime is started: the program, its arguments, and Lambda's environment variables.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use kappa_core::function::FunctionVersion;
+use kappa_core::runtime;
+use thiserror::Error;
+
+/// Where the environment's files appear to the runtime.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub task_root: PathBuf,
+    pub runtime_dir: PathBuf,
+    pub opt_dir: PathBuf,
+}
+
+impl Layout {
+    /// Lambda's layout, used inside a mount namespace.
+    pub fn lambda() -> Self {
+        Self {
+            task_root: PathBuf::from("/var/task"),
+            runtime_dir: PathBuf::from("/var/runtime"),
+            opt_dir: PathBuf::from("/opt"),
+        }
+    }
+}
+
+#[derive(Debug, Error)]
+pub enum LaunchError {
+    /// A custom runtime without an executable `bootstrap` (Lambda's `Runtime.InvalidEntrypoint`).
+    #[error("Couldn't find valid bootstrap(s): [{tried}]")]
+    NoBootstrap { tried: String },
+    #[error("no interpreter found for {runtime}: {detail}")]
+    NoInterpreter { runtime: String, detail: String },
+}
+
+/// Interpreters for the managed runtimes, resolved once to their real paths.
+#[derive(Debug, Default)]
+pub struct Interpreters {
+    python_override: Option<PathBuf>,
+    node_override: Option<PathBuf>,
+    resolved: Mutex<HashMap<String, PathBuf>>,
+}
+
+impl Interpreters {
+    pub fn new(python: Option<PathBuf>, node: Option<PathBuf>) -> Self {
+        Self {
+            python_override: python,
+            node_override: node,
+            resolved: Mutex::default(),
+        }
+    }
+
+    /// The interpreter for a managed runtime (`python3.12` → a Python 3.12 if the host has one).
+    pub fn for_runtime(&self, runtime: &str) -> Result<PathBuf, LaunchError> {
+        if let Some(found) = self
+            .resolved
+            .lock()
+            .ok()
+            .and_then(|m| m.get(runtime).cloned())
+        {
+            return Ok(found);
+        }
+        let found = if runtime.starts_with("python") {
+            match &self.python_override {
+                Some(path) => Ok(path.clone()),
+                None => resolve_python(runtime),
+            }
+        } else {
+            match &self.node_override {
+                Some(path) => Ok(path.clone()),
+                None => which("node").ok_or_else(|| LaunchError::NoInterpreter {
+                    runtime: runtime.to_owned(),
+                    detail: "`node` is not on PATH; set KAPPA_NODE".to_owned(),
+                }),
+            }
+        }?;
+        if let Ok(mut cache) = self.resolved.lock() {
+            cache.insert(runtime.to_owned(), found.clone());
+        }
+        Ok(found)
+    }
+}
+
+/// `python3.12` if present (through pyenv-style shims too, by asking it for its real path),
+/// otherwise the host's `python3`.
+fn resolve_python(runtime: &str) -> Result<PathBuf, LaunchError> {
+    for candidate in [runtime, "python3"] {
+        let Some(path) = which(candidate) else {
+            continue;
+        };
+        let output = std::process::Command::new(&path)
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output();
+        if let Ok(output) = output
+            && output.status.success()
+        {
+            let real = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+            if !real.is_empty() {
+                if candidate != runtime {
+                    tracing::warn!(runtime, interpreter = %real, "no exact interpreter for the runtime; using python3");
+                }
+                return Ok(PathBuf::from(real));
+            }
+        }
+    }
+    Err(LaunchError::NoInterpreter {
+        runtime: runtime.to_owned(),
+        detail: "neither it nor python3 runs here; set KAPPA_PYTHON".to_owned(),
+    })
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// The program and arguments that start `version`'s runtime. `host_code` and `host_opt` are the
+/// host paths of what the runtime sees at `layout.task_root` and `layout.opt_dir`.
+pub fn command_line(
+    version: &FunctionVersion,
+    layout: &Layout,
+    host_code: &Path,
+    host_opt: &Path,
+    interpreters: &Interpreters,
+) -> Result<Vec<String>, LaunchError> {
+    let runtime = version
+        .settings
+        .runtime
+        .as_deref()
+        .unwrap_or("provided.al2023");
+    if runtime::is_custom(runtime) {
+        let candidates = [(host_code, &layout.task_root), (host_opt, &layout.opt_dir)];
+        for (host_dir, inner_dir) in candidates {
+            if is_executable(&host_dir.join("bootstrap")) {
+                return Ok(vec![inner_dir.join("bootstrap").display().to_string()]);
+            }
+        }
+        let tried = candidates
+            .iter()
+            .map(|(_, inner)| inner.join("bootstrap").display().to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        return Err(LaunchError::NoBootstrap { tried });
+    }
+    let interpreter = interpreters.for_runtime(runtime)?.display().to_string();
+    let script = if runtime.starts_with("python") {
+        "bootstrap.py"
+    } else {
+        "bootstrap.mjs"
+    };
+    Ok(vec![
+        interpreter,
+        layout.runtime_dir.join(script).display().to_string(),
+    ])
+}
+
+/// Lambda's environment variables for one environment, with the function's own on top.
+pub fn environment(
+    version: &FunctionVersion,
+    layout: &Layout,
+    runtime_api: &str,
+    region: &str,
+    log_stream: &str,
+    interpreter_dir: Option<&Path>,
+) -> Vec<(String, String)> {
+    let settings = &version.settings;
+    let runtime = settings.runtime.as_deref().unwrap_or("provided.al2023");
+    let mut path = String::new();
+    if let Some(dir) = interpreter_dir {
+        path.push_str(&dir.display().to_string());
+        path.push(':');
+    }
+    path.push_str("/usr/local/bin:/usr/bin/:/bin:/opt/bin");
+    let task_root = layout.task_root.display().to_string();
+    let mut vars: Vec<(String, String)> = vec![
+        ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.into()),
+        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
+        (
+            "LAMBDA_RUNTIME_DIR".into(),
+            layout.runtime_dir.display().to_string(),
+        ),
+        ("AWS_LAMBDA_FUNCTION_NAME".into(), version.name.clone()),
+        (
+            "AWS_LAMBDA_FUNCTION_VERSION".into(),
+            version.version.clone(),
+        ),
+        (
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE".into(),
+            settings.memory_size.to_string(),
+        ),
+        ("AWS_LAMBDA_LOG_GROUP_NAME".into(), version.log_group()),
+        ("AWS_LAMBDA_LOG_STREAM_NAME".into(), log_stream.into()),
+        ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
+        ("AWS_REGION".into(), region.into()),
+        ("AWS_DEFAULT_REGION".into(), region.into()),
+        ("TZ".into(), ":UTC".into()),
+        ("LANG".into(), "en_US.UTF-8".into()),
+        ("PATH".into(), path),
+        (
+            "LD_LIBRARY_PATH".into(),
+            format!(
+                "/lib64:/usr/lib64:{0}:{0}/lib:{task_root}:{task_root}/lib:/opt/lib",
+                layout.runtime_dir.display()
+            ),
+        ),
+    ];
+    if let Some(handler) = &settings.handler {
+        vars.push(("_HANDLER".into(), handler.clone()));
+    }
+    if !runtime::is_custom(runtime) {
+        vars.push(("AWS_EXECUTION_ENV".into(), format!("AWS_Lambda_{runtime}")));
+    }
+    if settings.logging.log_format == "JSON" {
+        vars.push(("AWS_LAMBDA_LOG_FORMAT".into(), "JSON".into()));
+        if let Some(level) = &settings.logging.application_log_level {
+            vars.push(("AWS_LAMBDA_LOG_LEVEL".into(), level.clone()));
+        }
+    }
+    for (key, value) in settings.environment.iter().flatten() {
+        vars.retain(|(k, _)| k != key);
+        vars.push((key.clone(), value.clone()));
+    }
+    vars
+}

@@ -1,0 +1,19 @@
+//! Kappa's execution environments and the synchronous invoke path.
+//!
+//! An environment is one runtime process started through `kappa __sandbox-init`, talking to its
+//! own Runtime API listener; its stdout and stderr become the function's log stream. The
+//! [`FunctionRuntime`] keeps idle environments per function version, starts new ones when all
+//! are busy (up to the account's concurrency), and shuts idle ones down after the keep-alive.
+
+mod bootstraps;
+mod code_cache;
+mod environment;
+mod invoker;
+mod launch;
+mod log_capture;
+mod log_writer;
+mod pool;
+mod runtime_api;
+
+pub use invoker::{FunctionRuntime, RuntimeSettings};
+pub use kappa_sandbox::Isolation;

@@ -1,0 +1,175 @@
+//! Entering the sandbox: runs in `kappa __sandbox-init`, a single-threaded process, and ends in
+//! `execve`.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::mount::{MsFlags, mount};
+use nix::sched::{CloneFlags, unshare};
+use nix::sys::stat::Mode;
+use nix::unistd::{chdir, execve};
+use thiserror::Error;
+
+use crate::spec::{Isolation, SandboxSpec};
+
+#[derive(Debug, Error)]
+pub enum SandboxError {
+    #[error("entering a new mount namespace")]
+    Unshare(#[source] nix::Error),
+    #[error("making the mount tree private")]
+    PrivateMounts(#[source] nix::Error),
+    #[error("opening bind source {path}")]
+    OpenSource {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("covering {path} with an empty tmpfs")]
+    Cover {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("creating mount point {path}")]
+    MountPoint {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("binding {path}")]
+    Bind {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("entering working directory {path}")]
+    Chdir {
+        path: PathBuf,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("argument or environment holds a NUL byte")]
+    Nul(#[from] std::ffi::NulError),
+    #[error("the spec has no program to run")]
+    NoProgram,
+    #[error("executing {program}")]
+    Exec {
+        program: String,
+        #[source]
+        source: nix::Error,
+    },
+}
+
+/// Build the sandbox described by `spec` and replace this process with its runtime.
+pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+    if spec.isolation == Isolation::MountNamespace {
+        build_mounts(spec)?;
+    }
+    chdir(&spec.cwd).map_err(|source| SandboxError::Chdir {
+        path: spec.cwd.clone(),
+        source,
+    })?;
+    let program = spec.argv.first().ok_or(SandboxError::NoProgram)?;
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| CString::new(a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let env = spec
+        .env
+        .iter()
+        .map(|(k, v)| CString::new(format!("{k}={v}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let path = CString::new(program.as_bytes())?;
+    match execve(&path, &argv, &env) {
+        Ok(never) => match never {},
+        Err(source) => Err(SandboxError::Exec {
+            program: program.clone(),
+            source,
+        }),
+    }
+}
+
+fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(SandboxError::Unshare)?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(SandboxError::PrivateMounts)?;
+    // Open every source before covering anything: a source may live under a covered directory.
+    let sources = spec
+        .binds
+        .iter()
+        .map(|bind| {
+            open(
+                &bind.source,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|source| SandboxError::OpenSource {
+                path: bind.source.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<OwnedFd>, _>>()?;
+    for dir in &spec.cover {
+        mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+            Some("mode=755,size=64k"),
+        )
+        .map_err(|source| SandboxError::Cover {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    for (bind, fd) in spec.binds.iter().zip(&sources) {
+        fs::create_dir_all(&bind.target).map_err(|source| SandboxError::MountPoint {
+            path: bind.target.clone(),
+            source,
+        })?;
+        let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
+        let bind_error = |source| SandboxError::Bind {
+            path: bind.target.clone(),
+            source,
+        };
+        mount(
+            Some(from.as_str()),
+            &bind.target,
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )
+        .map_err(bind_error)?;
+        if !bind.writable {
+            remount_read_only(&bind.target, MsFlags::MS_BIND).map_err(bind_error)?;
+        }
+    }
+    for dir in &spec.cover {
+        remount_read_only(dir, MsFlags::empty()).map_err(|source| SandboxError::Cover {
+            path: dir.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+fn remount_read_only(target: &Path, extra: MsFlags) -> nix::Result<()> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        extra | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        None::<&str>,
+    )
+}

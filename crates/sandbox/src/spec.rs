@@ -1,0 +1,48 @@
+//! What a sandbox looks like: serialized by the server, read by `kappa __sandbox-init`.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// How much isolation an environment gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// A private mount namespace with Lambda's file layout (needs root or CAP_SYS_ADMIN).
+    MountNamespace,
+    /// No isolation at all: the runtime sees the host as the server does. Only for hosts that
+    /// cannot provide namespaces; code is then at its real path, not `/var/task`.
+    UnsafeNone,
+}
+
+/// A directory of the host shown at `target` inside the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bind {
+    pub source: PathBuf,
+    pub target: PathBuf,
+    pub writable: bool,
+}
+
+/// Everything `__sandbox-init` needs to build the environment and start its runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SandboxSpec {
+    pub isolation: Isolation,
+    /// Host directories hidden behind an empty read-only tmpfs before the binds are made.
+    pub cover: Vec<PathBuf>,
+    pub binds: Vec<Bind>,
+    pub cwd: PathBuf,
+    /// `argv[0]` is an absolute path.
+    pub argv: Vec<String>,
+    /// The complete environment of the runtime process.
+    pub env: Vec<(String, String)>,
+}
+
+impl SandboxSpec {
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
+}
