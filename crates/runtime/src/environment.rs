@@ -290,6 +290,7 @@ impl ExecutionEnvironment {
         };
         let mut exit_watch = environment.exit.clone();
         tokio::select! {
+            biased;
             () = environment.api.wait_ready() => {}
             () = wait_exit(&mut exit_watch) => {
                 environment.logs.drain().await;
@@ -356,6 +357,7 @@ impl ExecutionEnvironment {
                 )
             }
             Some(outcome) => tokio::select! {
+                biased;
                 outcome = outcome => match outcome {
                     Ok(RuntimeOutcome::Response(body)) => (body.to_vec(), false),
                     Ok(RuntimeOutcome::Error { body }) => (body.to_vec(), true),
