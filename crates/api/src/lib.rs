@@ -17,18 +17,21 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kappa_core::control::FunctionService;
-use kappa_core::invoke::Invoker;
+use kappa_core::control::event_invoke_config::EventInvokeConfigService;
+use kappa_core::invoke::{Invoker, MetricsSource};
 use kappa_core::logs_service::LogsService;
 
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
-use crate::routes::{account, code, functions, invoke, logs, tags};
+use crate::routes::{account, code, event_invoke_config, functions, invoke, logs, tags};
 
 /// What every handler can reach.
 #[derive(Clone)]
 pub struct AppState {
     pub functions: FunctionService,
     pub invoker: Arc<dyn Invoker>,
+    pub event_invoke_configs: EventInvokeConfigService,
+    pub metrics: Arc<dyn MetricsSource>,
     pub logs: LogsService,
     pub authenticator: Arc<dyn Authenticator>,
     /// `host:port` used in URLs when a request carries no `Host` header.
@@ -42,6 +45,26 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/", axum::routing::post(logs::dispatch))
+        .route("/kappa/metrics", get(metrics))
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async",
+            axum::routing::post(invoke::invoke_async),
+        )
+        .route(
+            "/2014-11-13/functions/{name}/invoke-async/",
+            axum::routing::post(invoke::invoke_async),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config",
+            get(event_invoke_config::get)
+                .put(event_invoke_config::put)
+                .post(event_invoke_config::update)
+                .delete(event_invoke_config::delete),
+        )
+        .route(
+            "/2019-09-25/functions/{name}/event-invoke-config/list",
+            get(event_invoke_config::list),
+        )
         .route(
             "/2015-03-31/functions/{name}/invocations",
             axum::routing::post(invoke::invoke),
@@ -83,6 +106,17 @@ async fn health() -> impl IntoResponse {
     (
         StatusCode::OK,
         axum::Json(serde_json::json!({ "status": "ok" })),
+    )
+}
+
+/// Queue depth, oldest event age and environment counts, in the Prometheus text format.
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render().await,
     )
 }
 

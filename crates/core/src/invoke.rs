@@ -5,6 +5,8 @@ use async_trait::async_trait;
 
 use crate::error::ServiceError;
 
+/// Largest asynchronous (`Event`) invoke payload (1 MB).
+pub const MAX_ASYNC_PAYLOAD: usize = 1024 * 1024;
 /// Largest synchronous invoke payload (6 MB).
 pub const MAX_SYNC_PAYLOAD: usize = 6 * 1024 * 1024;
 /// Largest response a function may return (6 MB + 100 bytes, as Lambda allows).
@@ -47,6 +49,8 @@ pub struct InvokeRequest {
     /// The decoded client context JSON, passed to the function as is.
     pub client_context: Option<String>,
     pub payload: Vec<u8>,
+    /// The request id to use; asynchronous retries reuse the first attempt's. `None`: a new one.
+    pub request_id: Option<String>,
 }
 
 /// What a synchronous invoke answers.
@@ -59,6 +63,12 @@ pub struct InvokeResponse {
     /// Base64 of the last 4 KB of the invocation's log, when asked for.
     pub log_result: Option<String>,
     pub executed_version: String,
+}
+
+/// Something that can report metrics in the Prometheus text format.
+#[async_trait]
+pub trait MetricsSource: Send + Sync + 'static {
+    async fn render(&self) -> String;
 }
 
 /// Runs invocations. The front holds one behind an `Arc`.

@@ -1,6 +1,7 @@
 //! Kappa's core: the domain of functions and the control-plane operations, free of HTTP and of
 //! any particular database.
 
+pub mod async_queue;
 pub mod code_package;
 pub mod control;
 pub mod error;

@@ -13,6 +13,7 @@ pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_CONCURRENCY: u32 = 1000;
 pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 300;
+pub const DEFAULT_ASYNC_RETRY_DELAY_SECS: u64 = 60;
 
 /// Flags of `kappa server`.
 #[derive(Debug, Args, Default)]
@@ -44,8 +45,12 @@ pub struct ServerArgs {
     /// Node.js for nodejs functions [default: node from PATH]
     #[arg(long, env = "KAPPA_NODE")]
     pub node: Option<PathBuf>,
+    /// Seconds before the first retry of a failed asynchronous invocation; later retries wait
+    /// twice as long each [default: 60, as Lambda]
+    #[arg(long, env = "KAPPA_ASYNC_RETRY_DELAY_SECS")]
+    pub async_retry_delay_secs: Option<u64>,
     /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
-    /// isolation, keep_alive_secs, python, node
+    /// isolation, keep_alive_secs, python, node, async_retry_delay_secs
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -74,6 +79,7 @@ struct FileConfig {
     keep_alive_secs: Option<u64>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
+    async_retry_delay_secs: Option<u64>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -88,6 +94,7 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
+    pub async_retry_delay_secs: u64,
 }
 
 impl ServerConfig {
@@ -135,6 +142,10 @@ impl ServerConfig {
                 .unwrap_or(DEFAULT_KEEP_ALIVE_SECS),
             python: args.python.or(file.python),
             node: args.node.or(file.node),
+            async_retry_delay_secs: args
+                .async_retry_delay_secs
+                .or(file.async_retry_delay_secs)
+                .unwrap_or(DEFAULT_ASYNC_RETRY_DELAY_SECS),
         })
     }
 }

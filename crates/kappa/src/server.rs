@@ -7,17 +7,20 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use kappa_api::AppState;
 use kappa_api::auth::AcceptAnyCredentials;
+use kappa_core::control::event_invoke_config::EventInvokeConfigService;
 use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
-use kappa_runtime::{FunctionRuntime, Isolation, RuntimeSettings};
-use kappa_store::{FsCodeBlobs, SqliteLogStore, SqliteStore};
+use kappa_runtime::{AsyncSettings, FunctionRuntime, Invocations, Isolation, RuntimeSettings};
+use kappa_store::{FsCodeBlobs, SqliteAsyncStore, SqliteLogStore, SqliteStore};
 
 use crate::config::{IsolationMode, ServerConfig};
 use crate::data_dir::DataDir;
 
 /// The init phase limit of Lambda's on-demand environments.
 const INIT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for asynchronous invocations in flight.
+const ASYNC_DRAIN_GRACE: Duration = Duration::from_secs(5);
 /// How often log retention is applied.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
@@ -67,6 +70,22 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         },
     )
     .context("preparing execution environments")?;
+    let async_store = Arc::new(
+        SqliteAsyncStore::open(&data_dir.database())
+            .with_context(|| format!("opening the async queue in {}", data_dir.root().display()))?,
+    );
+    let event_invoke_configs =
+        EventInvokeConfigService::new(functions.clone(), async_store.clone());
+    let invocations = Invocations::start(
+        runtime.clone(),
+        functions.clone(),
+        async_store,
+        event_invoke_configs.clone(),
+        AsyncSettings {
+            first_retry_delay: Duration::from_secs(config.async_retry_delay_secs),
+            max_in_flight: usize::try_from(config.concurrency_limit).unwrap_or(1000),
+        },
+    );
     let logs = LogsService::new(log_store, account);
     spawn_retention(logs.clone());
 
@@ -76,7 +95,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     let address = listener.local_addr().context("reading the bound address")?;
     let app = kappa_api::router(AppState {
         functions,
-        invoker: runtime.clone(),
+        invoker: invocations.clone(),
+        event_invoke_configs,
+        metrics: invocations.clone(),
         logs,
         authenticator: Arc::new(AcceptAnyCredentials),
         public_address: address.to_string(),
@@ -93,6 +114,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
+    invocations.shut_down(ASYNC_DRAIN_GRACE).await;
     runtime.shut_down().await;
     tracing::info!("kappa stopped");
     Ok(())

@@ -113,6 +113,11 @@ impl FunctionRuntime {
         self.writer.flush().await;
     }
 
+    /// Wait until every log line written so far is stored.
+    pub async fn flush_logs(&self) {
+        self.writer.flush().await;
+    }
+
     pub fn idle_environments(&self) -> usize {
         self.pool.idle_count()
     }
@@ -151,7 +156,10 @@ impl FunctionRuntime {
                 message: "Rate Exceeded.".to_owned(),
             });
         };
-        let request_id = uuid::Uuid::new_v4().to_string();
+        let request_id = request
+            .request_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         let key = VersionKey {
             function: version.name.clone(),
             version: version.version.clone(),

@@ -5,6 +5,7 @@
 //! [`FunctionRuntime`] keeps idle environments per function version, starts new ones when all
 //! are busy (up to the account's concurrency), and shuts idle ones down after the keep-alive.
 
+mod async_invoke;
 mod bootstraps;
 mod code_cache;
 mod environment;
@@ -15,5 +16,6 @@ mod log_writer;
 mod pool;
 mod runtime_api;
 
+pub use async_invoke::{AsyncSettings, Invocations};
 pub use invoker::{FunctionRuntime, RuntimeSettings};
 pub use kappa_sandbox::Isolation;

@@ -4,8 +4,10 @@
 mod blobs;
 mod migrations;
 mod sqlite;
+mod sqlite_async;
 mod sqlite_logs;
 
 pub use blobs::FsCodeBlobs;
 pub use sqlite::{SqliteStore, SqliteStoreError};
+pub use sqlite_async::SqliteAsyncStore;
 pub use sqlite_logs::SqliteLogStore;

@@ -5,7 +5,9 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use kappa_core::ServiceError;
-use kappa_core::invoke::{self, InvocationType, InvokeRequest, MAX_SYNC_PAYLOAD};
+use kappa_core::invoke::{
+    self, InvocationType, InvokeRequest, MAX_ASYNC_PAYLOAD, MAX_SYNC_PAYLOAD,
+};
 
 use crate::AppState;
 use crate::aws_error::ApiError;
@@ -36,6 +38,13 @@ pub async fn invoke(
         .map(invoke::decode_client_context)
         .transpose()?;
     let payload = request::read_body(body, MAX_SYNC_PAYLOAD, "InvokeFunction").await?;
+    if invocation_type == InvocationType::Event && payload.len() > MAX_ASYNC_PAYLOAD {
+        return Err(ServiceError::RequestEntityTooLarge(format!(
+            "{} byte payload is too large for the Event invocation type (limit {MAX_ASYNC_PAYLOAD} bytes)",
+            payload.len()
+        ))
+        .into());
+    }
     let payload = invoke::check_payload(payload.to_vec())?;
     let response = state
         .invoker
@@ -46,6 +55,7 @@ pub async fn invoke(
             tail_log,
             client_context,
             payload,
+            request_id: None,
         })
         .await?;
     let status = StatusCode::from_u16(response.status).unwrap_or(StatusCode::OK);
@@ -71,4 +81,39 @@ pub async fn invoke(
         headers.insert(HeaderName::from_static("x-amz-log-result"), log);
     }
     Ok(http)
+}
+
+/// The deprecated `InvokeAsync`: `POST /2014-11-13/functions/{name}/invoke-async/` → 202
+/// `{"Status": 202}`.
+pub async fn invoke_async(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let payload = request::read_body(body, MAX_SYNC_PAYLOAD, "InvokeAsync").await?;
+    if payload.len() > MAX_ASYNC_PAYLOAD {
+        return Err(ServiceError::RequestEntityTooLarge(format!(
+            "{} byte payload is too large for the Event invocation type (limit {MAX_ASYNC_PAYLOAD} bytes)",
+            payload.len()
+        ))
+        .into());
+    }
+    let payload = invoke::check_payload(payload.to_vec())?;
+    state
+        .invoker
+        .invoke(InvokeRequest {
+            function_name: name,
+            qualifier: None,
+            invocation_type: InvocationType::Event,
+            tail_log: false,
+            client_context: None,
+            payload,
+            request_id: None,
+        })
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(serde_json::json!({ "Status": 202 })),
+    )
+        .into_response())
 }

@@ -1,0 +1,101 @@
+//! Put/Get/Update/Delete/ListFunctionEventInvokeConfig(s).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use kappa_core::control::event_invoke_config::EventInvokeConfigInput;
+
+use crate::AppState;
+use crate::aws_error::ApiError;
+use crate::request::{self, MAX_CONTROL_REQUEST_BYTES};
+
+fn qualifier(query: Option<&str>) -> Option<String> {
+    request::query_value(query, "Qualifier")
+}
+
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let input: EventInvokeConfigInput = request::json_body(
+        body,
+        MAX_CONTROL_REQUEST_BYTES,
+        "PutFunctionEventInvokeConfig",
+    )
+    .await?;
+    let config = state
+        .event_invoke_configs
+        .put(&name, qualifier(query.as_deref()).as_deref(), input)
+        .await?;
+    Ok(Json(config).into_response())
+}
+
+pub async fn update(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let input: EventInvokeConfigInput = request::json_body(
+        body,
+        MAX_CONTROL_REQUEST_BYTES,
+        "UpdateFunctionEventInvokeConfig",
+    )
+    .await?;
+    let config = state
+        .event_invoke_configs
+        .update(&name, qualifier(query.as_deref()).as_deref(), input)
+        .await?;
+    Ok(Json(config).into_response())
+}
+
+pub async fn get(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let config = state
+        .event_invoke_configs
+        .get(&name, qualifier(query.as_deref()).as_deref())
+        .await?;
+    Ok(Json(config).into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    state
+        .event_invoke_configs
+        .delete(&name, qualifier(query.as_deref()).as_deref())
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Response, ApiError> {
+    let marker = request::query_value(query.as_deref(), "Marker");
+    let max_items = match request::query_value(query.as_deref(), "MaxItems") {
+        None => None,
+        Some(text) => Some(text.parse::<i64>().map_err(|_| {
+            ApiError::Service(kappa_core::ServiceError::constraint(
+                &text,
+                "maxItems",
+                "Member must be an integer",
+            ))
+        })?),
+    };
+    let list = state
+        .event_invoke_configs
+        .list(&name, marker.as_deref(), max_items)
+        .await?;
+    Ok(Json(list).into_response())
+}
