@@ -62,6 +62,26 @@ pub fn query_value(query: Option<&str>, key: &str) -> Option<String> {
     query_values(query, key).into_iter().next()
 }
 
+/// An integer query parameter such as `MaxItems`; a non-integer is a validation error on
+/// `member`.
+pub fn query_integer(
+    query: Option<&str>,
+    key: &str,
+    member: &str,
+) -> Result<Option<i64>, ApiError> {
+    query_value(query, key)
+        .map(|text| {
+            text.parse::<i64>().map_err(|_| {
+                ApiError::Service(ServiceError::constraint(
+                    &text,
+                    member,
+                    "Member must be an integer",
+                ))
+            })
+        })
+        .transpose()
+}
+
 fn decode(text: &str) -> String {
     let spaced = text.replace('+', " ");
     percent_encoding::percent_decode_str(&spaced)

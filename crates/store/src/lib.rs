@@ -2,12 +2,14 @@
 //! content-addressed files, all under the data directory.
 
 mod blobs;
+mod connection;
 mod migrations;
 mod sqlite;
 mod sqlite_async;
 mod sqlite_logs;
 
 pub use blobs::FsCodeBlobs;
-pub use sqlite::{SqliteStore, SqliteStoreError};
+pub use connection::SqliteStoreError;
+pub use sqlite::SqliteStore;
 pub use sqlite_async::SqliteAsyncStore;
 pub use sqlite_logs::SqliteLogStore;

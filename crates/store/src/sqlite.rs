@@ -3,73 +3,28 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kappa_core::function::{FunctionRecord, FunctionVersion};
 use kappa_core::store::{FunctionStore, StoreError, StoredUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::migrations;
+use crate::connection::{Database, Durability, SqliteStoreError, backend};
 
-/// SQLite-backed records. Calls run on tokio's blocking pool.
-#[derive(Clone)]
+/// SQLite-backed function records. Every commit is fully synced: an acknowledged change survives
+/// a crash at any moment.
+#[derive(Clone, Debug)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for SqliteStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteStore").finish_non_exhaustive()
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SqliteStoreError {
-    #[error("opening the database")]
-    Open(#[source] rusqlite::Error),
-    #[error("migrating the schema")]
-    Migrate(#[source] rusqlite::Error),
+    db: Database,
 }
 
 impl SqliteStore {
     /// Open (creating if needed) the database file and bring its schema up to date.
     pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
-        let mut conn = Connection::open(path).map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(SqliteStoreError::Open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(SqliteStoreError::Open)?;
-        migrations::migrate(&mut conn).map_err(SqliteStoreError::Migrate)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Database::open(path, Durability::Full)?,
         })
     }
-
-    /// Run `f` with the connection on the blocking pool.
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| {
-                StoreError::backend(std::io::Error::other("a store call panicked earlier"))
-            })?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(StoreError::backend)?
-    }
-}
-
-fn backend(err: rusqlite::Error) -> StoreError {
-    StoreError::backend(err)
 }
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -102,7 +57,7 @@ impl FunctionStore for SqliteStore {
         let latest = encode(&record.latest)?;
         let tags = encode(&record.tags)?;
         let record = record.clone();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let inserted = conn
                 .execute(
                     "INSERT INTO functions (name, revision_id, code_sha256, code_size, latest, tags, created_at)
@@ -125,7 +80,9 @@ impl FunctionStore for SqliteStore {
 
     async fn get_function(&self, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
         let name = name.to_owned();
-        self.with_conn(move |conn| read_record(conn, &name)).await
+        self.db
+            .with_conn(move |conn| read_record(conn, &name))
+            .await
     }
 
     async fn list_functions(
@@ -135,25 +92,26 @@ impl FunctionStore for SqliteStore {
     ) -> Result<Vec<FunctionRecord>, StoreError> {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(move |conn| {
-            let mut statement = conn
-                .prepare_cached(
-                    "SELECT latest, tags FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2",
-                )
-                .map_err(backend)?;
-            let rows = statement
-                .query_map(params![after, limit], |row| {
-                    Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
-                })
-                .map_err(backend)?;
-            let mut records = Vec::new();
-            for row in rows {
-                let (latest, tags) = row.map_err(backend)?;
-                records.push(decode_record(&latest, &tags)?);
-            }
-            Ok(records)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT latest, tags FROM functions WHERE name > ?1 ORDER BY name LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map(params![after, limit], |row| {
+                        Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+                    })
+                    .map_err(backend)?;
+                let mut records = Vec::new();
+                for row in rows {
+                    let (latest, tags) = row.map_err(backend)?;
+                    records.push(decode_record(&latest, &tags)?);
+                }
+                Ok(records)
+            })
+            .await
     }
 
     async fn replace_function(
@@ -164,7 +122,7 @@ impl FunctionStore for SqliteStore {
         let latest = encode(&record.latest)?;
         let record = record.clone();
         let expected = expected_revision.to_owned();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let tx = conn.transaction().map_err(backend)?;
             let current: Option<String> = tx
                 .query_row("SELECT revision_id FROM functions WHERE name = ?1", [record.name()], |row| row.get(0))
@@ -193,17 +151,18 @@ impl FunctionStore for SqliteStore {
 
     async fn delete_function(&self, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
         let name = name.to_owned();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            let record = read_record(&tx, &name)?;
-            if record.is_some() {
-                tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
-                    .map_err(backend)?;
-            }
-            tx.commit().map_err(backend)?;
-            Ok(record)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let record = read_record(&tx, &name)?;
+                if record.is_some() {
+                    tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
+                        .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(record)
+            })
+            .await
     }
 
     async fn update_tags(
@@ -215,63 +174,66 @@ impl FunctionStore for SqliteStore {
         let name = name.to_owned();
         let set = set.clone();
         let remove = remove.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            let tags: Option<String> = tx
-                .query_row(
-                    "SELECT tags FROM functions WHERE name = ?1",
-                    [&name],
-                    |row| row.get(0),
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let tags: Option<String> = tx
+                    .query_row(
+                        "SELECT tags FROM functions WHERE name = ?1",
+                        [&name],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some(tags) = tags else {
+                    return Err(StoreError::NotFound);
+                };
+                let mut tags: BTreeMap<String, String> =
+                    serde_json::from_str(&tags).map_err(StoreError::backend)?;
+                tags.extend(set);
+                for key in &remove {
+                    tags.remove(key);
+                }
+                tx.execute(
+                    "UPDATE functions SET tags = ?2 WHERE name = ?1",
+                    params![name, encode(&tags)?],
                 )
-                .optional()
                 .map_err(backend)?;
-            let Some(tags) = tags else {
-                return Err(StoreError::NotFound);
-            };
-            let mut tags: BTreeMap<String, String> =
-                serde_json::from_str(&tags).map_err(StoreError::backend)?;
-            tags.extend(set);
-            for key in &remove {
-                tags.remove(key);
-            }
-            tx.execute(
-                "UPDATE functions SET tags = ?2 WHERE name = ?1",
-                params![name, encode(&tags)?],
-            )
-            .map_err(backend)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn usage(&self) -> Result<StoredUsage, StoreError> {
-        self.with_conn(|conn| {
-            conn.query_row(
-                "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions",
-                [],
-                |row| {
-                    Ok(StoredUsage {
-                        function_count: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
-                        total_code_size: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
-                    })
-                },
-            )
-            .map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(|conn| {
+                conn.query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions",
+                    [],
+                    |row| {
+                        Ok(StoredUsage {
+                            function_count: u64::try_from(row.get::<_, i64>(0)?).unwrap_or(0),
+                            total_code_size: u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0),
+                        })
+                    },
+                )
+                .map_err(backend)
+            })
+            .await
     }
 
     async fn referenced_code(&self) -> Result<BTreeSet<String>, StoreError> {
-        self.with_conn(|conn| {
-            let mut statement = conn
-                .prepare_cached("SELECT DISTINCT code_sha256 FROM functions")
-                .map_err(backend)?;
-            let rows = statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .map_err(backend)?;
-            rows.collect::<Result<BTreeSet<_>, _>>().map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(|conn| {
+                let mut statement = conn
+                    .prepare_cached("SELECT DISTINCT code_sha256 FROM functions")
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .map_err(backend)?;
+                rows.collect::<Result<BTreeSet<_>, _>>().map_err(backend)
+            })
+            .await
     }
 }
 

@@ -2,7 +2,6 @@
 //! their own with full fsync on commit: a 202 is only sent after the event's commit.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kappa_core::async_queue::{
@@ -11,22 +10,19 @@ use kappa_core::async_queue::{
 use kappa_core::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use crate::migrations;
-use crate::sqlite::SqliteStoreError;
+use crate::connection::{Database, Durability, SqliteStoreError, backend};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteAsyncStore {
-    conn: Arc<Mutex<Connection>>,
+    db: Database,
 }
 
-impl std::fmt::Debug for SqliteAsyncStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteAsyncStore").finish_non_exhaustive()
+impl SqliteAsyncStore {
+    pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
+        Ok(Self {
+            db: Database::open(path, Durability::Full)?,
+        })
     }
-}
-
-fn backend(err: rusqlite::Error) -> StoreError {
-    StoreError::backend(err)
 }
 
 const EVENT_COLUMNS: &str = "request_id, function_name, qualifier, invoked_arn, payload, enqueued_at, attempts, next_attempt_at, throttle_backoff_ms";
@@ -70,50 +66,17 @@ fn insert_events(conn: &Connection, events: &[AsyncEvent]) -> Result<(), StoreEr
     Ok(())
 }
 
-impl SqliteAsyncStore {
-    pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
-        let mut conn = Connection::open(path).map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(SqliteStoreError::Open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(SqliteStoreError::Open)?;
-        migrations::migrate(&mut conn).map_err(SqliteStoreError::Migrate)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| {
-                StoreError::backend(std::io::Error::other(
-                    "an async store call panicked earlier",
-                ))
-            })?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(StoreError::backend)?
-    }
-}
-
 #[async_trait]
 impl AsyncQueue for SqliteAsyncStore {
     async fn enqueue(&self, events: &[AsyncEvent]) -> Result<(), StoreError> {
         let events = events.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            insert_events(&tx, &events)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                insert_events(&tx, &events)?;
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn due(
@@ -124,34 +87,35 @@ impl AsyncQueue for SqliteAsyncStore {
     ) -> Result<Vec<AsyncEvent>, StoreError> {
         let excluded = excluded.to_vec();
         let fetch = i64::try_from(limit + excluded.len()).unwrap_or(i64::MAX);
-        self.with_conn(move |conn| {
-            let mut statement = conn
-                .prepare_cached(&format!(
-                    "SELECT {EVENT_COLUMNS} FROM async_events WHERE next_attempt_at <= ?1
+        self.db
+            .with_conn(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(&format!(
+                        "SELECT {EVENT_COLUMNS} FROM async_events WHERE next_attempt_at <= ?1
                      ORDER BY next_attempt_at, enqueued_at LIMIT ?2"
-                ))
-                .map_err(backend)?;
-            let rows = statement
-                .query_map(params![now, fetch], read_event)
-                .map_err(backend)?;
-            let mut events = Vec::new();
-            for row in rows {
-                let event = row.map_err(backend)?;
-                if !excluded.contains(&event.request_id) {
-                    events.push(event);
-                    if events.len() == limit {
-                        break;
+                    ))
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map(params![now, fetch], read_event)
+                    .map_err(backend)?;
+                let mut events = Vec::new();
+                for row in rows {
+                    let event = row.map_err(backend)?;
+                    if !excluded.contains(&event.request_id) {
+                        events.push(event);
+                        if events.len() == limit {
+                            break;
+                        }
                     }
                 }
-            }
-            Ok(events)
-        })
-        .await
+                Ok(events)
+            })
+            .await
     }
 
     async fn reschedule(&self, event: &AsyncEvent) -> Result<(), StoreError> {
         let event = event.clone();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             conn.execute(
                 "UPDATE async_events SET attempts = ?2, next_attempt_at = ?3, throttle_backoff_ms = ?4
                  WHERE request_id = ?1",
@@ -170,36 +134,38 @@ impl AsyncQueue for SqliteAsyncStore {
     ) -> Result<(), StoreError> {
         let request_id = request_id.to_owned();
         let follow_ups = follow_ups.to_vec();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            tx.execute(
-                "DELETE FROM async_events WHERE request_id = ?1",
-                [&request_id],
-            )
-            .map_err(backend)?;
-            insert_events(&tx, &follow_ups)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                tx.execute(
+                    "DELETE FROM async_events WHERE request_id = ?1",
+                    [&request_id],
+                )
+                .map_err(backend)?;
+                insert_events(&tx, &follow_ups)?;
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn stats(&self, now: i64) -> Result<QueueStats, StoreError> {
-        self.with_conn(move |conn| {
-            conn.query_row(
-                "SELECT COUNT(*), MIN(enqueued_at) FROM async_events",
-                [],
-                |row| {
-                    let depth: i64 = row.get(0)?;
-                    let oldest: Option<i64> = row.get(1)?;
-                    Ok(QueueStats {
-                        depth: u64::try_from(depth).unwrap_or(0),
-                        oldest_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
-                    })
-                },
-            )
-            .map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                conn.query_row(
+                    "SELECT COUNT(*), MIN(enqueued_at) FROM async_events",
+                    [],
+                    |row| {
+                        let depth: i64 = row.get(0)?;
+                        let oldest: Option<i64> = row.get(1)?;
+                        Ok(QueueStats {
+                            depth: u64::try_from(depth).unwrap_or(0),
+                            oldest_age_ms: oldest.map_or(0, |t| (now - t).max(0)),
+                        })
+                    },
+                )
+                .map_err(backend)
+            })
+            .await
     }
 }
 
@@ -214,7 +180,7 @@ impl EventInvokeConfigStore for SqliteAsyncStore {
         let (function, qualifier) = (function.to_owned(), qualifier.to_owned());
         let text = serde_json::to_string(config).map_err(StoreError::backend)?;
         let last_modified = config.last_modified;
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             conn.execute(
                 "INSERT INTO event_invoke_configs (function_name, qualifier, config, last_modified)
                  VALUES (?1, ?2, ?3, ?4)
@@ -233,7 +199,7 @@ impl EventInvokeConfigStore for SqliteAsyncStore {
         qualifier: &str,
     ) -> Result<Option<EventInvokeConfig>, StoreError> {
         let (function, qualifier) = (function.to_owned(), qualifier.to_owned());
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let text: Option<String> = conn
                 .query_row(
                     "SELECT config FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2",
@@ -249,20 +215,21 @@ impl EventInvokeConfigStore for SqliteAsyncStore {
 
     async fn delete_config(&self, function: &str, qualifier: &str) -> Result<(), StoreError> {
         let (function, qualifier) = (function.to_owned(), qualifier.to_owned());
-        self.with_conn(move |conn| {
-            let removed = conn
+        self.db
+            .with_conn(move |conn| {
+                let removed = conn
                 .execute(
                     "DELETE FROM event_invoke_configs WHERE function_name = ?1 AND qualifier = ?2",
                     params![function, qualifier],
                 )
                 .map_err(backend)?;
-            if removed == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
-        })
-        .await
+                if removed == 0 {
+                    Err(StoreError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
     }
 
     async fn list_configs(
@@ -270,7 +237,7 @@ impl EventInvokeConfigStore for SqliteAsyncStore {
         function: &str,
     ) -> Result<Vec<(String, EventInvokeConfig)>, StoreError> {
         let function = function.to_owned();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let mut statement = conn
                 .prepare_cached("SELECT qualifier, config FROM event_invoke_configs WHERE function_name = ?1 ORDER BY qualifier")
                 .map_err(backend)?;

@@ -2,61 +2,24 @@
 //! functions but on a connection of their own so log writes never wait behind the control plane.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use kappa_core::logs::{LogBatch, LogGroupInfo, LogQuery, LogStore, LogStreamInfo, StoredLogEvent};
 use kappa_core::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
 
-use crate::migrations;
-use crate::sqlite::SqliteStoreError;
+use crate::connection::{Database, Durability, SqliteStoreError, backend};
 
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SqliteLogStore {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl std::fmt::Debug for SqliteLogStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SqliteLogStore").finish_non_exhaustive()
-    }
-}
-
-fn backend(err: rusqlite::Error) -> StoreError {
-    StoreError::backend(err)
+    db: Database,
 }
 
 impl SqliteLogStore {
     pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
-        let mut conn = Connection::open(path).map_err(SqliteStoreError::Open)?;
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(SqliteStoreError::Open)?;
-        // Logs are batched off the invoke path; NORMAL still survives a crash of the process.
-        conn.pragma_update(None, "synchronous", "NORMAL")
-            .map_err(SqliteStoreError::Open)?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))
-            .map_err(SqliteStoreError::Open)?;
-        migrations::migrate(&mut conn).map_err(SqliteStoreError::Migrate)?;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            db: Database::open(path, Durability::Normal)?,
         })
-    }
-
-    async fn with_conn<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = Arc::clone(&self.conn);
-        tokio::task::spawn_blocking(move || {
-            let mut guard = conn.lock().map_err(|_| {
-                StoreError::backend(std::io::Error::other("a log store call panicked earlier"))
-            })?;
-            f(&mut guard)
-        })
-        .await
-        .map_err(StoreError::backend)?
     }
 }
 
@@ -84,7 +47,7 @@ fn sql_limit(limit: usize) -> i64 {
 impl LogStore for SqliteLogStore {
     async fn append(&self, batches: &[LogBatch]) -> Result<(), StoreError> {
         let batches = batches.to_vec();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let now = now_ms();
             let tx = conn.transaction().map_err(backend)?;
             for batch in &batches {
@@ -137,7 +100,7 @@ impl LogStore for SqliteLogStore {
 
     async fn create_group(&self, group: &str) -> Result<(), StoreError> {
         let group = group.to_owned();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let inserted = conn
                 .execute(
                     "INSERT INTO log_groups (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
@@ -151,38 +114,40 @@ impl LogStore for SqliteLogStore {
 
     async fn delete_group(&self, group: &str) -> Result<(), StoreError> {
         let group = group.to_owned();
-        self.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
-            if !group_exists(&tx, &group)? {
-                return Err(StoreError::NotFound);
-            }
-            tx.execute("DELETE FROM log_events WHERE log_group = ?1", [&group])
-                .map_err(backend)?;
-            tx.execute("DELETE FROM log_streams WHERE log_group = ?1", [&group])
-                .map_err(backend)?;
-            tx.execute("DELETE FROM log_groups WHERE name = ?1", [&group])
-                .map_err(backend)?;
-            tx.commit().map_err(backend)
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                if !group_exists(&tx, &group)? {
+                    return Err(StoreError::NotFound);
+                }
+                tx.execute("DELETE FROM log_events WHERE log_group = ?1", [&group])
+                    .map_err(backend)?;
+                tx.execute("DELETE FROM log_streams WHERE log_group = ?1", [&group])
+                    .map_err(backend)?;
+                tx.execute("DELETE FROM log_groups WHERE name = ?1", [&group])
+                    .map_err(backend)?;
+                tx.commit().map_err(backend)
+            })
+            .await
     }
 
     async fn set_retention(&self, group: &str, days: Option<i64>) -> Result<(), StoreError> {
         let group = group.to_owned();
-        self.with_conn(move |conn| {
-            let updated = conn
-                .execute(
-                    "UPDATE log_groups SET retention_days = ?2 WHERE name = ?1",
-                    params![group, days],
-                )
-                .map_err(backend)?;
-            if updated == 0 {
-                Err(StoreError::NotFound)
-            } else {
-                Ok(())
-            }
-        })
-        .await
+        self.db
+            .with_conn(move |conn| {
+                let updated = conn
+                    .execute(
+                        "UPDATE log_groups SET retention_days = ?2 WHERE name = ?1",
+                        params![group, days],
+                    )
+                    .map_err(backend)?;
+                if updated == 0 {
+                    Err(StoreError::NotFound)
+                } else {
+                    Ok(())
+                }
+            })
+            .await
     }
 
     async fn groups(
@@ -193,7 +158,7 @@ impl LogStore for SqliteLogStore {
     ) -> Result<Vec<LogGroupInfo>, StoreError> {
         let prefix = prefix.unwrap_or("").to_owned();
         let after = after.unwrap_or("").to_owned();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let mut statement = conn
                 .prepare_cached(
                     "SELECT g.name, g.created_at, g.retention_days,
@@ -220,38 +185,39 @@ impl LogStore for SqliteLogStore {
 
     async fn streams(&self, group: &str) -> Result<Option<Vec<LogStreamInfo>>, StoreError> {
         let group = group.to_owned();
-        self.with_conn(move |conn| {
-            if !group_exists(conn, &group)? {
-                return Ok(None);
-            }
-            let mut statement = conn
+        self.db
+            .with_conn(move |conn| {
+                if !group_exists(conn, &group)? {
+                    return Ok(None);
+                }
+                let mut statement = conn
                 .prepare_cached(
                     "SELECT name, created_at, first_event, last_event, last_ingestion, stored_bytes
                      FROM log_streams WHERE log_group = ?1 ORDER BY name",
                 )
                 .map_err(backend)?;
-            let rows = statement
-                .query_map([&group], |row| {
-                    Ok(LogStreamInfo {
-                        log_stream_name: row.get(0)?,
-                        creation_time: row.get(1)?,
-                        first_event_timestamp: row.get(2)?,
-                        last_event_timestamp: row.get(3)?,
-                        last_ingestion_time: row.get(4)?,
-                        stored_bytes: row.get(5)?,
+                let rows = statement
+                    .query_map([&group], |row| {
+                        Ok(LogStreamInfo {
+                            log_stream_name: row.get(0)?,
+                            creation_time: row.get(1)?,
+                            first_event_timestamp: row.get(2)?,
+                            last_event_timestamp: row.get(3)?,
+                            last_ingestion_time: row.get(4)?,
+                            stored_bytes: row.get(5)?,
+                        })
                     })
-                })
-                .map_err(backend)?;
-            rows.collect::<Result<Vec<_>, _>>()
-                .map(Some)
-                .map_err(backend)
-        })
-        .await
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>()
+                    .map(Some)
+                    .map_err(backend)
+            })
+            .await
     }
 
     async fn events(&self, query: &LogQuery) -> Result<Option<Vec<StoredLogEvent>>, StoreError> {
         let query = query.clone();
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             if !group_exists(conn, &query.group)? {
                 return Ok(None);
             }
@@ -305,7 +271,7 @@ impl LogStore for SqliteLogStore {
     }
 
     async fn expire(&self, now_ms: i64) -> Result<u64, StoreError> {
-        self.with_conn(move |conn| {
+        self.db.with_conn(move |conn| {
             let removed = conn
                 .execute(
                     "DELETE FROM log_events WHERE id IN (

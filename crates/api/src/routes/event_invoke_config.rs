@@ -83,16 +83,7 @@ pub async fn list(
     RawQuery(query): RawQuery,
 ) -> Result<Response, ApiError> {
     let marker = request::query_value(query.as_deref(), "Marker");
-    let max_items = match request::query_value(query.as_deref(), "MaxItems") {
-        None => None,
-        Some(text) => Some(text.parse::<i64>().map_err(|_| {
-            ApiError::Service(kappa_core::ServiceError::constraint(
-                &text,
-                "maxItems",
-                "Member must be an integer",
-            ))
-        })?),
-    };
+    let max_items = request::query_integer(query.as_deref(), "MaxItems", "maxItems")?;
     let list = state
         .event_invoke_configs
         .list(&name, marker.as_deref(), max_items)
