@@ -84,32 +84,61 @@ impl Interpreters {
     }
 }
 
-/// `python3.12` if present (through pyenv-style shims too, by asking it for its real path),
-/// otherwise the host's `python3`.
+/// `python3.12` if the host has it: on PATH, or installed by pyenv (`$PYENV_ROOT/versions/3.12.*`,
+/// asked for its real path so shims are bypassed); otherwise the host's `python3`.
 fn resolve_python(runtime: &str) -> Result<PathBuf, LaunchError> {
-    for candidate in [runtime, "python3"] {
-        let Some(path) = which(candidate) else {
-            continue;
-        };
-        let output = std::process::Command::new(&path)
-            .args(["-c", "import sys; print(sys.executable)"])
-            .output();
-        if let Ok(output) = output
-            && output.status.success()
-        {
-            let real = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-            if !real.is_empty() {
-                if candidate != runtime {
-                    tracing::warn!(runtime, interpreter = %real, "no exact interpreter for the runtime; using python3");
-                }
-                return Ok(PathBuf::from(real));
-            }
+    let exact = which(runtime).into_iter().chain(pyenv_candidates(runtime));
+    for path in exact {
+        if let Some(real) = real_python(&path) {
+            return Ok(real);
         }
+    }
+    if let Some(real) = which("python3").and_then(|p| real_python(&p)) {
+        tracing::warn!(runtime, interpreter = %real.display(), "no interpreter of this version on the host; using python3");
+        return Ok(real);
     }
     Err(LaunchError::NoInterpreter {
         runtime: runtime.to_owned(),
         detail: "neither it nor python3 runs here; set KAPPA_PYTHON".to_owned(),
     })
+}
+
+/// Interpreters pyenv installed for `pythonX.Y`, newest patch release first.
+fn pyenv_candidates(runtime: &str) -> Vec<PathBuf> {
+    let Some(version) = runtime.strip_prefix("python") else {
+        return Vec::new();
+    };
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".pyenv")));
+    let Some(versions) = root.map(|r| r.join("versions")) else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(&versions) else {
+        return Vec::new();
+    };
+    let prefix = format!("{version}.");
+    let mut found: Vec<(Vec<u32>, PathBuf)> = entries
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let patch = name.strip_prefix(&prefix)?.parse::<u32>().ok()?;
+            Some((vec![patch], entry.path().join("bin").join(runtime)))
+        })
+        .filter(|(_, path)| is_executable(path))
+        .collect();
+    found.sort_by(|a, b| b.0.cmp(&a.0));
+    found.into_iter().map(|(_, path)| path).collect()
+}
+
+/// The real executable behind `path` (which may be a shim), if it runs.
+fn real_python(path: &Path) -> Option<PathBuf> {
+    let output = std::process::Command::new(path)
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .ok()?;
+    let real = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    (output.status.success() && !real.is_empty()).then(|| PathBuf::from(real))
 }
 
 fn which(program: &str) -> Option<PathBuf> {
