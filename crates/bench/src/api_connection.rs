@@ -6,16 +6,17 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::{Method, Request, StatusCode, header};
+use hyper::{HeaderMap, Method, Request, StatusCode, header};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 const USER_AGENT: &str = concat!("kappa-bench/", env!("CARGO_PKG_VERSION"));
 
-/// A status and a fully read body.
+/// A status, the headers and a fully read body.
 #[derive(Debug)]
 pub struct ApiResponse {
     pub status: StatusCode,
+    pub headers: HeaderMap,
     pub body: Bytes,
 }
 
@@ -53,11 +54,25 @@ impl ApiConnection {
         path: &str,
         body: Option<Bytes>,
     ) -> Result<ApiResponse> {
+        self.send_with_headers(method, path, &[], body).await
+    }
+
+    /// [`Self::send`] with extra request headers.
+    pub async fn send_with_headers(
+        &mut self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Bytes>,
+    ) -> Result<ApiResponse> {
         let mut request = Request::builder()
             .method(method.clone())
             .uri(path)
             .header(header::HOST, &self.host)
             .header(header::USER_AGENT, USER_AGENT);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
         if body.is_some() {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
@@ -74,13 +89,18 @@ impl ApiConnection {
             .await
             .with_context(|| format!("sending {method} {path}"))?;
         let status = response.status();
+        let headers = response.headers().clone();
         let body = response
             .into_body()
             .collect()
             .await
             .with_context(|| format!("reading the response to {method} {path}"))?
             .to_bytes();
-        Ok(ApiResponse { status, body })
+        Ok(ApiResponse {
+            status,
+            headers,
+            body,
+        })
     }
 
     /// Send one request and fail unless the server answers with `expected`.

@@ -119,7 +119,7 @@ async fn health_status(address: SocketAddr) -> Option<StatusCode> {
 }
 
 /// A loopback port nothing listens on right now, found by binding port 0 and letting it go.
-fn free_loopback_address() -> Result<SocketAddr> {
+pub fn free_loopback_address() -> Result<SocketAddr> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;
     listener

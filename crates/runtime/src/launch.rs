@@ -182,14 +182,23 @@ pub fn command_line(
         return Err(LaunchError::NoBootstrap { tried });
     }
     let interpreter = interpreters.for_runtime(runtime)?.display().to_string();
-    let script = if runtime.starts_with("python") {
-        "bootstrap.py"
-    } else {
-        "bootstrap.mjs"
-    };
+    if runtime.starts_with("python") {
+        let script = layout.runtime_dir.join("bootstrap.py");
+        return Ok(vec![interpreter, script.display().to_string()]);
+    }
+    // The flags Lambda's Node launcher passes, sizing V8's heap to the function's memory.
+    let memory = version.settings.memory_size;
     Ok(vec![
         interpreter,
-        layout.runtime_dir.join(script).display().to_string(),
+        "--expose-gc".to_owned(),
+        "--max-http-header-size=81920".to_owned(),
+        format!("--max-semi-space-size={}", (memory / 10 / 2).max(1)),
+        format!("--max-old-space-size={}", memory - memory / 10),
+        layout
+            .runtime_dir
+            .join("bootstrap.mjs")
+            .display()
+            .to_string(),
     ])
 }
 
