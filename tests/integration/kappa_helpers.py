@@ -290,11 +290,16 @@ class ResponseRecorder:
         self.headers: dict[str, str] = {}
         self.body: bytes = b""
 
-    def __call__(self, http_response=None, **kwargs):
+    def __call__(self, http_response=None, model=None, **kwargs):
         if http_response is None:
             return
         self.status = http_response.status_code
         self.headers = {k.lower(): v for k, v in http_response.headers.items()}
+        if http_response.status_code < 300 and model is not None and model.has_streaming_output:
+            # A successful streaming body (Invoke's Payload) belongs to the caller: reading it
+            # here would leave the caller's StreamingBody empty.
+            self.body = b""
+            return
         self.body = http_response.content or b""
 
 
@@ -600,3 +605,288 @@ def assert_create_rejected(server: KappaServer, client, params: dict, status: in
     err = api_error(client, lambda: client.create_function(**params), status, code)
     assert_absent(server, client, params["FunctionName"], blobs_before, check_get=check_get)
     return err
+
+
+# --------------------------------------------------------------------------------------------
+# Invoke: packages, a shell + curl custom runtime, results, logs
+
+
+MAX_SYNC_PAYLOAD = 6_291_456  # largest synchronous Invoke request payload
+MAX_RESPONSE_PAYLOAD = 6_291_556  # largest buffered function response
+LOG_TAIL_BYTES = 4096
+
+START_RE = re.compile(r"^START RequestId: (?P<id>[0-9a-f-]{36}) Version: (?P<version>\S+)$", re.M)
+REPORT_RE = re.compile(
+    r"^REPORT RequestId: (?P<id>[0-9a-f-]{36})\tDuration: (?P<duration>\d+\.\d{2}) ms\t"
+    r"Billed Duration: (?P<billed>\d+) ms\tMemory Size: (?P<memory>\d+) MB\t"
+    r"Max Memory Used: (?P<used>\d+) MB\t(?:Init Duration: (?P<init>\d+\.\d{2}) ms\t)?(?P<rest>.*)$",
+    re.M,
+)
+LOG_STREAM_RE = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/\[\$LATEST\]([0-9a-f]{32})$")
+TRACE_ID_RE = re.compile(r"^Root=1-[0-9a-f]{8}-[0-9a-f]{24};Parent=[0-9a-f]{16};Sampled=[01]$")
+
+
+def zip_package(files: dict[str, bytes | str], executables: Iterable[str] = ("bootstrap",)) -> bytes:
+    """A deployment package; names in `executables` get mode 0755, the others 0644."""
+    executables = set(executables)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in files.items():
+            info = zipfile.ZipInfo(name, date_time=(2024, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = (0o100755 if name in executables else 0o100644) << 16
+            info.compress_type = zipfile.ZIP_DEFLATED
+            zf.writestr(info, data.encode() if isinstance(data, str) else data)
+    return buf.getvalue()
+
+
+def add_tree_to_zip(zf: zipfile.ZipFile, root: Path, prefix: str) -> None:
+    """Add every file under `root` as `prefix/<relative path>`, keeping the executable bit."""
+    for path in sorted(root.rglob("*")):
+        if path.is_dir() or "__pycache__" in path.parts:
+            continue
+        info = zipfile.ZipInfo(f"{prefix}/{path.relative_to(root).as_posix()}", date_time=(2024, 1, 1, 0, 0, 0))
+        info.create_system = 3
+        info.external_attr = (0o100755 if os.access(path, os.X_OK) else 0o100644) << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        zf.writestr(info, path.read_bytes())
+
+
+# A Lambda custom runtime in POSIX sh + curl. `{init}` runs once per environment; `{handler}`
+# runs per invocation with: $EVENT (file holding the payload), $HEADERS (file holding /next's
+# raw response headers), $REQUEST_ID, $INVOCATIONS (a counter kept by the process), and the
+# functions `header NAME`, `respond FILE`, `respond_text TEXT`, `fail JSON [ERROR-TYPE]`,
+# `event_has TEXT`. The runtime's own scratch files live in /tmp/.kappa-rt. `{init}` and
+# `{handler}` are the only placeholders (plain text replacement).
+SHELL_RUNTIME = r"""#!/bin/sh
+RUNTIME="http://${AWS_LAMBDA_RUNTIME_API}/2018-06-01/runtime"
+WORK=/tmp/.kappa-rt
+mkdir -p "$WORK" || exit 90
+EVENT="$WORK/event"
+HEADERS="$WORK/headers"
+RESPONSE="$WORK/response"
+INVOCATIONS=0
+header() {
+  grep -i "^$1:" "$HEADERS" | head -n 1 | cut -d: -f2- | sed 's/^ //' | tr -d '\r\n'
+}
+event_has() {
+  grep -q -F -- "$1" "$EVENT"
+}
+respond() {
+  curl -sS -o "$WORK/post-body" -w '%{http_code}' -X POST --data-binary @"$1" \
+    "$RUNTIME/invocation/$REQUEST_ID/response" > "$WORK/post-status"
+}
+respond_text() {
+  printf '%s' "$1" > "$RESPONSE"
+  respond "$RESPONSE"
+}
+fail() {
+  printf '%s' "$1" > "$WORK/error-doc"
+  if [ -n "${2:-}" ]; then
+    curl -sS -o "$WORK/post-body" -w '%{http_code}' -X POST -H "Lambda-Runtime-Function-Error-Type: $2" \
+      --data-binary @"$WORK/error-doc" "$RUNTIME/invocation/$REQUEST_ID/error" > "$WORK/post-status"
+  else
+    curl -sS -o "$WORK/post-body" -w '%{http_code}' -X POST \
+      --data-binary @"$WORK/error-doc" "$RUNTIME/invocation/$REQUEST_ID/error" > "$WORK/post-status"
+  fi
+}
+{init}
+while :; do
+  curl -sS -D "$HEADERS" -o "$EVENT" "$RUNTIME/invocation/next" || exit 91
+  REQUEST_ID=$(header Lambda-Runtime-Aws-Request-Id)
+  INVOCATIONS=$((INVOCATIONS + 1))
+{handler}
+done
+"""
+
+# Handler: answer with the payload unchanged.
+ECHO_HANDLER = 'respond "$EVENT"'
+
+
+def shell_bootstrap(handler: str = ECHO_HANDLER, init: str = "") -> str:
+    # The sandbox's PATH is Lambda's: /usr/local/bin:/usr/bin/:/bin:/opt/bin.
+    if not any(os.access(f"{d}/curl", os.X_OK) for d in ("/usr/local/bin", "/usr/bin", "/bin")):
+        raise AssertionError("the sh + curl test runtime needs curl in /usr/local/bin, /usr/bin or /bin")
+    return SHELL_RUNTIME.replace("{init}", init).replace("{handler}", handler)
+
+
+def create_custom_function(client, name: str, bootstrap: str | None = None, files: dict | None = None,
+                           executables: Iterable[str] = ("bootstrap",), **overrides) -> dict:
+    """A provided.al2023 function whose package holds `bootstrap` (if given) and `files`."""
+    contents = dict(files or {})
+    if bootstrap is not None:
+        contents["bootstrap"] = bootstrap
+    params = {"Runtime": "provided.al2023", "Handler": "function.handler", "Timeout": 30}
+    params.update(overrides)
+    return create_function(client, name, zip_package(contents, executables), **params)
+
+
+@dataclasses.dataclass
+class InvokeResult:
+    status: int
+    payload: bytes
+    function_error: str | None
+    log: str | None  # decoded LogResult
+    executed_version: str | None
+    headers: dict[str, str]
+    elapsed: float
+
+    def json(self):
+        try:
+            return json.loads(self.payload)
+        except ValueError as exc:
+            raise AssertionError(f"invoke payload is not JSON: {self.payload[:1000]!r}") from exc
+
+    @property
+    def request_id(self) -> str:
+        """The request id of the invocation, from the START line of the log tail."""
+        assert self.log is not None, "invoke without LogType=Tail"
+        starts = START_RE.findall(self.log)
+        assert starts, f"no START line in LogResult:\n{self.log}"
+        return starts[-1][0]
+
+    def report(self) -> dict:
+        assert self.log is not None, "invoke without LogType=Tail"
+        reports = [m.groupdict() for m in REPORT_RE.finditer(self.log)]
+        assert reports, f"no REPORT line (or a malformed one) in LogResult:\n{self.log!r}"
+        return reports[-1]
+
+    @property
+    def cold(self) -> bool:
+        return self.report()["init"] is not None
+
+    def describe(self) -> str:
+        return (f"HTTP {self.status} FunctionError={self.function_error!r} payload={self.payload[:2000]!r}\n"
+                f"log:\n{self.log}")
+
+
+def invoke(client, name: str, payload: bytes | str | dict | list | None = None, tail: bool = True,
+           **kwargs) -> InvokeResult:
+    """boto3 Invoke (RequestResponse unless told otherwise), read fully."""
+    params = {"FunctionName": name}
+    if payload is not None:
+        params["Payload"] = json.dumps(payload).encode() if isinstance(payload, (dict, list)) else payload
+    if tail:
+        params["LogType"] = "Tail"
+    params.update(kwargs)
+    started = time.monotonic()
+    resp = client.invoke(**params)
+    body = resp["Payload"].read()
+    elapsed = time.monotonic() - started
+    log = resp.get("LogResult")
+    return InvokeResult(
+        status=resp["StatusCode"],
+        payload=body,
+        function_error=resp.get("FunctionError"),
+        log=base64.b64decode(log).decode("utf-8", errors="replace") if log is not None else None,
+        executed_version=resp.get("ExecutedVersion"),
+        headers={k.lower(): v for k, v in resp["ResponseMetadata"]["HTTPHeaders"].items()},
+        elapsed=elapsed,
+    )
+
+
+def invoke_ok(client, name: str, payload=None, **kwargs) -> InvokeResult:
+    """Invoke and require HTTP 200 without a function error."""
+    result = invoke(client, name, payload, **kwargs)
+    assert result.status == 200 and result.function_error is None, result.describe()
+    return result
+
+
+def processes_with(token: str) -> list[int]:
+    """Pids of the host's processes whose command line contains `token` (sandboxed runtimes share
+    the host's pid namespace)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if token.encode() in cmdline:
+            found.append(int(entry.name))
+    return found
+
+
+def logs_client(endpoint_url: str, region: str = REGION):
+    """boto3 CloudWatch Logs client for the server's endpoint."""
+    client = boto3.client(
+        "logs",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=Config(retries={"max_attempts": 0}, read_timeout=60, connect_timeout=5),
+    )
+    recorder = ResponseRecorder()
+    client.meta.events.register("after-call.logs", recorder)
+    client.kappa_recorder = recorder
+    return client
+
+
+def logs_api_error(client, call: Callable[[], Any], code: str, status: int = 400) -> ApiError:
+    """Run a CloudWatch Logs call that must fail; check the JSON 1.1 error wire format
+    ({"__type": code, "message": ...}) and boto3's mapping."""
+    try:
+        result = call()
+    except ClientError as exc:
+        rec = client.kappa_recorder
+        err = exc.response.get("Error", {})
+        info = ApiError(
+            status=exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode"),
+            code=err.get("Code"),
+            message=err.get("Message", ""),
+            headers=dict(rec.headers),
+            body=None,
+            raw_body=rec.body,
+            exception=exc,
+        )
+        assert (info.status, info.code) == (status, code), f"expected HTTP {status} {code}, got {info}"
+        try:
+            info.body = json.loads(rec.body)
+        except ValueError as parse_error:
+            raise AssertionError(f"error body is not JSON: {rec.body[:500]!r}") from parse_error
+        assert info.body.get("__type", "").split("#")[-1] == code, info
+        assert isinstance(info.body.get("message"), str) and info.body["message"], info
+        modeled = getattr(client.exceptions, code, None)
+        if modeled is not None:
+            assert isinstance(exc, modeled), f"boto3 did not map the error to client.exceptions.{code}: {type(exc)}"
+        return info
+    raise AssertionError(f"expected HTTP {status} {code}, but the call succeeded: {strip_meta(result)!r}")
+
+
+def aws_cli_executable() -> str:
+    import shutil
+    import sys
+
+    candidate = Path(sys.executable).parent / "aws"
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which("aws")
+    if not found:
+        raise AssertionError("the `aws` CLI is not installed (pip install -r tests/integration/requirements.txt)")
+    return found
+
+
+def aws_cli(endpoint_url: str, home: Path, *args: str, check: bool = True, timeout: float = 120):
+    """Run `aws <args> --endpoint-url URL --output json` with a clean, isolated configuration.
+
+    With check=True, require exit 0 and return the parsed stdout (None if empty); otherwise
+    return the CompletedProcess."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+        HOME=str(home),
+    )
+    cmd = [aws_cli_executable(), *args, "--endpoint-url", endpoint_url, "--output", "json"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if not check:
+        return proc
+    assert proc.returncode == 0, f"{' '.join(args)} -> exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
+    return json.loads(proc.stdout) if proc.stdout.strip() else None

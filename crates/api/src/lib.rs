@@ -127,13 +127,41 @@ async fn unknown_operation(request: Request) -> ApiError {
     }
 }
 
+fn new_request_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    let hex = format!(
+        "{:016x}{:016x}",
+        nanos as u64,
+        n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+    );
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 /// Authenticate the caller and log every request with its outcome and latency.
 async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let caller = state.authenticator.authenticate(request.headers());
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = next.run(request).await;
+    let mut response = next.run(request).await;
+    // Every AWS response names its request; invokes set the invocation's own id.
+    if !response.headers().contains_key("x-amzn-requestid")
+        && let Ok(id) = axum::http::HeaderValue::from_str(&new_request_id())
+    {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
     tracing::debug!(
         %method,
         %path,

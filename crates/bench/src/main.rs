@@ -3,6 +3,7 @@
 mod api_connection;
 mod control_plane;
 mod deployment_package;
+mod invoke;
 mod latency;
 mod machine;
 mod provenance;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::control_plane::ControlPlaneArgs;
+use crate::invoke::InvokeArgs;
 
 /// Benchmarks that drive a real `kappa server` and report what they measured.
 #[derive(Debug, Parser)]
@@ -28,12 +30,16 @@ struct Cli {
 enum Command {
     /// Latency of the Lambda control-plane API, one sequential client over keep-alive HTTP/1.1.
     ControlPlane(ControlPlaneArgs),
+    /// Invoke latency, warm and cold, of the same functions on Kappa and on the AWS Lambda
+    /// Runtime Interface Emulator, side by side.
+    Invoke(InvokeArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::ControlPlane(args) => run_async(control_plane::run(args)),
+        Command::Invoke(args) => run_async(invoke::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

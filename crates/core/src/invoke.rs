@@ -63,6 +63,8 @@ pub struct InvokeResponse {
     /// Base64 of the last 4 KB of the invocation's log, when asked for.
     pub log_result: Option<String>,
     pub executed_version: String,
+    /// The invocation's request id (`x-amzn-RequestId`), as the function saw it.
+    pub request_id: String,
 }
 
 /// Something that can report metrics in the Prometheus text format.

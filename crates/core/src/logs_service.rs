@@ -291,6 +291,17 @@ impl LogsService {
             .as_deref()
             .map(EventToken::parse)
             .transpose()?;
+        let streams = self
+            .store
+            .streams(&group)
+            .await
+            .map_err(LogsError::Internal)?
+            .ok_or_else(LogsError::group_not_found)?;
+        if !streams.iter().any(|s| s.log_stream_name == stream) {
+            return Err(LogsError::ResourceNotFound(
+                "The specified log stream does not exist.".to_owned(),
+            ));
+        }
         let mut query = LogQuery {
             group,
             streams: vec![stream],

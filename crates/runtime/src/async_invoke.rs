@@ -396,10 +396,11 @@ impl Invoker for Invocations {
                 "Could not parse request body into json: payload is not UTF-8".to_owned(),
             )
         })?;
+        let request_id = request
+            .request_id
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
         self.accept(AsyncEvent {
-            request_id: request
-                .request_id
-                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            request_id: request_id.clone(),
             function_name: version.name.clone(),
             qualifier: request.qualifier,
             invoked_arn,
@@ -416,6 +417,7 @@ impl Invoker for Invocations {
             function_error: None,
             log_result: None,
             executed_version: version.version.clone(),
+            request_id,
         })
     }
 }

@@ -62,6 +62,10 @@ pub struct ExecutionEnvironment {
     pid: Pid,
     exit: watch::Receiver<Exit>,
     tmp_dir: PathBuf,
+    /// Set when the directory outlives the environment (a reset hands it to the next one).
+    keep_tmp: bool,
+    /// Highest peak memory seen, so a runtime that died still has a figure.
+    peak_memory_mb: u64,
     /// Init duration, reported on the first invocation only.
     pending_init: Option<Duration>,
     memory_size: u32,
@@ -85,6 +89,7 @@ impl ExecutionEnvironment {
         settings: &EnvironmentSettings,
         writer: &LogWriter,
         request_id: &str,
+        reused_tmp: Option<PathBuf>,
     ) -> Result<Self, StartFailure> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = format!(
@@ -101,16 +106,15 @@ impl ExecutionEnvironment {
             settings.region
         ));
         let started = Instant::now();
+        let init_failure = InitFailure {
+            request_id,
+            version: &version.version,
+            memory_size: version.settings.memory_size,
+            started,
+        };
         let fail = |error_type: &str, message: String, logs: &LogCapture| {
-            logs.platform_line(&format!(
-                "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n",
-                started.elapsed().as_secs_f64() * 1000.0
-            ));
             let body = json!({ "errorType": error_type, "errorMessage": format!("RequestId: {request_id} Error: {message}") });
-            StartFailure {
-                body: body.to_string().into_bytes(),
-                log: logs.take_record(),
-            }
+            init_failure.report(logs, error_type, body.to_string().into_bytes())
         };
 
         let runtime_dir = settings
@@ -150,7 +154,8 @@ impl ExecutionEnvironment {
                 ));
             }
         };
-        let tmp_dir = settings.environments_dir.join(&id);
+        // A reset keeps /tmp: a replacement environment takes over its predecessor's.
+        let tmp_dir = reused_tmp.unwrap_or_else(|| settings.environments_dir.join(&id));
         if let Err(err) = std::fs::create_dir_all(&tmp_dir) {
             return Err(fail(
                 "Runtime.Unknown",
@@ -283,6 +288,8 @@ impl ExecutionEnvironment {
             pid,
             exit,
             tmp_dir,
+            keep_tmp: false,
+            peak_memory_mb: 0,
             pending_init: None,
             memory_size: version.settings.memory_size,
             version: version.version.clone(),
@@ -301,11 +308,7 @@ impl ExecutionEnvironment {
                             .ok()
                             .and_then(|v| v.get("errorType").and_then(|t| t.as_str()).map(str::to_owned))
                             .unwrap_or_else(|| "Runtime.Unknown".to_owned());
-                        environment.logs.platform_line(&format!(
-                            "INIT_REPORT Init Duration: {:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n",
-                            started.elapsed().as_secs_f64() * 1000.0
-                        ));
-                        StartFailure { body: body.to_vec(), log: environment.logs.take_record() }
+                        init_failure.report(&environment.logs, &error_type, body.to_vec())
                     }
                     None => fail("Runtime.ExitError", exit_reason(exit), &environment.logs),
                 };
@@ -344,7 +347,9 @@ impl ExecutionEnvironment {
         let mut exit_watch = self.exit.clone();
         let mut reusable = true;
         let mut status_suffix = String::new();
-        let (payload, failed) = match self.api.dispatch(invocation).await {
+        let dispatched = self.api.dispatch(invocation).await;
+        self.max_memory_used_mb();
+        let (payload, failed) = match dispatched {
             None => {
                 reusable = false;
                 (
@@ -417,10 +422,10 @@ impl ExecutionEnvironment {
         let billed = (millis + init.map_or(0.0, |i| i.as_secs_f64() * 1000.0))
             .ceil()
             .max(1.0);
+        let memory_used = self.max_memory_used_mb();
         let mut line = format!(
-            "REPORT RequestId: {request_id}\tDuration: {millis:.2} ms\tBilled Duration: {billed:.0} ms\tMemory Size: {} MB\tMax Memory Used: {} MB\t",
+            "REPORT RequestId: {request_id}\tDuration: {millis:.2} ms\tBilled Duration: {billed:.0} ms\tMemory Size: {} MB\tMax Memory Used: {memory_used} MB\t",
             self.memory_size,
-            self.max_memory_used_mb()
         );
         if let Some(init) = init {
             line.push_str(&format!(
@@ -436,8 +441,14 @@ impl ExecutionEnvironment {
         line
     }
 
-    /// Peak resident memory of the runtime process, in MB (rounded up).
-    fn max_memory_used_mb(&self) -> u64 {
+    /// Peak resident memory of the runtime process in MB (rounded up), or the last figure seen
+    /// if it has exited.
+    fn max_memory_used_mb(&mut self) -> u64 {
+        self.peak_memory_mb = self.peak_memory_mb.max(self.read_peak_memory_mb());
+        self.peak_memory_mb
+    }
+
+    fn read_peak_memory_mb(&self) -> u64 {
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         let kb = status
@@ -452,6 +463,12 @@ impl ExecutionEnvironment {
             })
             .unwrap_or(0);
         kb.div_ceil(1024)
+    }
+
+    /// End this environment but keep its `/tmp` for the one that replaces it.
+    pub fn into_preserved_tmp(mut self) -> PathBuf {
+        self.keep_tmp = true;
+        self.tmp_dir.clone()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -478,12 +495,47 @@ impl ExecutionEnvironment {
     }
 }
 
+/// How an init failure is logged: `INIT_REPORT`, then the invocation it failed (`START`, `END`,
+/// `REPORT` with its status), as Lambda logs it.
+struct InitFailure<'a> {
+    request_id: &'a str,
+    version: &'a str,
+    memory_size: u32,
+    started: Instant,
+}
+
+impl InitFailure<'_> {
+    fn report(&self, logs: &LogCapture, error_type: &str, body: Vec<u8>) -> StartFailure {
+        let millis = self.started.elapsed().as_secs_f64() * 1000.0;
+        let request_id = self.request_id;
+        logs.platform_line(&format!(
+            "INIT_REPORT Init Duration: {millis:.2} ms\tPhase: init\tStatus: error\tError Type: {error_type}\n"
+        ));
+        logs.platform_line(&format!(
+            "START RequestId: {request_id} Version: {}\n",
+            self.version
+        ));
+        logs.platform_line(&format!("END RequestId: {request_id}\n"));
+        logs.platform_line(&format!(
+            "REPORT RequestId: {request_id}\tDuration: {millis:.2} ms\tBilled Duration: {:.0} ms\tMemory Size: {} MB\tMax Memory Used: 0 MB\tStatus: error\tError Type: {error_type}\t\n",
+            millis.ceil().max(1.0),
+            self.memory_size
+        ));
+        StartFailure {
+            body,
+            log: logs.take_record(),
+        }
+    }
+}
+
 impl Drop for ExecutionEnvironment {
     fn drop(&mut self) {
         if self.is_alive() {
             self.kill();
         }
-        let _ = std::fs::remove_dir_all(&self.tmp_dir);
+        if !self.keep_tmp {
+            let _ = std::fs::remove_dir_all(&self.tmp_dir);
+        }
     }
 }
 

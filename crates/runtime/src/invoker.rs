@@ -131,6 +131,8 @@ impl FunctionRuntime {
                 current.insert(key);
             }
         }
+        self.pool
+            .evict_reset_tmp(self.keep_alive, |key| current.contains(key));
         let evicted = self
             .pool
             .evict(self.keep_alive, |key| current.contains(key));
@@ -141,7 +143,9 @@ impl FunctionRuntime {
     }
 
     fn pool_keys(&self) -> Vec<VersionKey> {
-        self.pool.keys()
+        let mut keys = self.pool.keys();
+        keys.extend(self.pool.reset_keys());
+        keys
     }
 
     async fn run(
@@ -171,11 +175,13 @@ impl FunctionRuntime {
             function_error: failed.then_some("Unhandled"),
             log_result: request.tail_log.then(|| log_tail(log)),
             executed_version: version.version.clone(),
+            request_id: request_id.clone(),
         };
         let mut environment = match self.pool.take_idle(&key) {
             Some(environment) => environment,
             None => {
                 let digest = &version.code.sha256_hex;
+                let reused_tmp = self.pool.take_reset_tmp(&key);
                 let code_dir = self
                     .code
                     .extracted(digest, &self.functions.code_path(digest))
@@ -187,6 +193,7 @@ impl FunctionRuntime {
                     &self.environments,
                     &self.writer,
                     &request_id,
+                    reused_tmp,
                 )
                 .await
                 {
@@ -196,7 +203,7 @@ impl FunctionRuntime {
             }
         };
         let invocation = Invocation {
-            request_id,
+            request_id: request_id.clone(),
             payload: request.payload,
             deadline_ms: 0,
             invoked_function_arn,
@@ -208,7 +215,9 @@ impl FunctionRuntime {
         if result.reusable && environment.is_alive() {
             self.pool.put_idle(key, environment);
         } else {
-            tokio::spawn(environment.shut_down(Duration::ZERO));
+            // A reset: the environment goes, its /tmp stays for the replacement (as on Lambda).
+            let tmp = environment.into_preserved_tmp();
+            self.pool.put_reset_tmp(key, tmp);
         }
         drop(permit);
         Ok(respond(result.payload, result.failed, &result.log))
@@ -229,6 +238,7 @@ impl Invoker for FunctionRuntime {
                 function_error: None,
                 log_result: None,
                 executed_version: version.version.clone(),
+                request_id: uuid::Uuid::new_v4().to_string(),
             }),
             InvocationType::Event => Err(ServiceError::InvalidParameterValue(
                 "Asynchronous invocation (InvocationType Event) is not available in Kappa yet."

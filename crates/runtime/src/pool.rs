@@ -1,6 +1,7 @@
 //! Idle environments per function version, and the account's concurrency limit.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -20,6 +21,8 @@ pub struct VersionKey {
 #[derive(Debug)]
 pub struct EnvironmentPool {
     idle: Mutex<HashMap<VersionKey, Vec<ExecutionEnvironment>>>,
+    /// `/tmp` directories of environments that were reset, waiting for their replacement.
+    reset_tmp: Mutex<HashMap<VersionKey, Vec<(PathBuf, Instant)>>>,
     concurrency: Arc<Semaphore>,
 }
 
@@ -27,6 +30,7 @@ impl EnvironmentPool {
     pub fn new(concurrency_limit: u32) -> Self {
         Self {
             idle: Mutex::default(),
+            reset_tmp: Mutex::default(),
             concurrency: Arc::new(Semaphore::new(concurrency_limit as usize)),
         }
     }
@@ -100,6 +104,52 @@ impl EnvironmentPool {
         self.idle
             .lock()
             .map(|idle| idle.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+impl EnvironmentPool {
+    /// Keep the `/tmp` of a reset environment for the next environment of `key`.
+    pub fn put_reset_tmp(&self, key: VersionKey, dir: PathBuf) {
+        if let Ok(mut reset) = self.reset_tmp.lock() {
+            reset.entry(key).or_default().push((dir, Instant::now()));
+        }
+    }
+
+    pub fn take_reset_tmp(&self, key: &VersionKey) -> Option<PathBuf> {
+        let mut reset = self.reset_tmp.lock().ok()?;
+        let list = reset.get_mut(key)?;
+        let (dir, _) = list.pop()?;
+        if list.is_empty() {
+            reset.remove(key);
+        }
+        Some(dir)
+    }
+
+    /// Delete kept `/tmp`s older than `keep_alive` or of versions no longer current.
+    pub fn evict_reset_tmp(&self, keep_alive: Duration, is_current: impl Fn(&VersionKey) -> bool) {
+        let now = Instant::now();
+        let Ok(mut reset) = self.reset_tmp.lock() else {
+            return;
+        };
+        for (key, list) in reset.iter_mut() {
+            let current = is_current(key);
+            list.retain(|(dir, since)| {
+                let keep = current && now.duration_since(*since) < keep_alive;
+                if !keep {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+                keep
+            });
+        }
+        reset.retain(|_, list| !list.is_empty());
+    }
+
+    /// Versions with kept `/tmp`s.
+    pub fn reset_keys(&self) -> Vec<VersionKey> {
+        self.reset_tmp
+            .lock()
+            .map(|r| r.keys().cloned().collect())
             .unwrap_or_default()
     }
 }

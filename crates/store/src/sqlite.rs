@@ -158,6 +158,12 @@ impl FunctionStore for SqliteStore {
                 if record.is_some() {
                     tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
                         .map_err(backend)?;
+                    // A function's settings go with it: a new function of the same name starts clean.
+                    tx.execute(
+                        "DELETE FROM event_invoke_configs WHERE function_name = ?1",
+                        [&name],
+                    )
+                    .map_err(backend)?;
                 }
                 tx.commit().map_err(backend)?;
                 Ok(record)

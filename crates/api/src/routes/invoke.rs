@@ -20,6 +20,9 @@ pub async fn invoke(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    // The body is read before any header is judged, so an early error never leaves unread bytes
+    // on a keep-alive connection.
+    let payload = request::read_body(body, MAX_SYNC_PAYLOAD, "InvokeFunction").await?;
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let invocation_type = InvocationType::parse(header("x-amz-invocation-type"))?;
     let tail_log = match header("x-amz-log-type") {
@@ -37,7 +40,6 @@ pub async fn invoke(
     let client_context = header("x-amz-client-context")
         .map(invoke::decode_client_context)
         .transpose()?;
-    let payload = request::read_body(body, MAX_SYNC_PAYLOAD, "InvokeFunction").await?;
     if invocation_type == InvocationType::Event && payload.len() > MAX_ASYNC_PAYLOAD {
         return Err(ServiceError::RequestEntityTooLarge(format!(
             "{} byte payload is too large for the Event invocation type (limit {MAX_ASYNC_PAYLOAD} bytes)",
@@ -65,6 +67,9 @@ pub async fn invoke(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
+    if let Ok(request_id) = HeaderValue::from_str(&response.request_id) {
+        headers.insert(HeaderName::from_static("x-amzn-requestid"), request_id);
+    }
     if let Ok(version) = HeaderValue::from_str(&response.executed_version) {
         headers.insert(HeaderName::from_static("x-amz-executed-version"), version);
     }

@@ -46,7 +46,8 @@ fn add_directory(zip: &mut ZipWriter<Cursor<Vec<u8>>>, dir: &Path, prefix: &str)
         } else {
             zip.start_file(entry_name.as_str(), options)
                 .with_context(|| format!("adding {entry_name}"))?;
-            let mut file = File::open(&path).with_context(|| format!("opening {}", path.display()))?;
+            let mut file =
+                File::open(&path).with_context(|| format!("opening {}", path.display()))?;
             std::io::copy(&mut file, zip).with_context(|| format!("zipping {}", path.display()))?;
         }
     }

@@ -37,7 +37,15 @@ pub struct FunctionEventInvokeConfig {
     pub maximum_retry_attempts: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maximum_event_age_in_seconds: Option<u32>,
-    pub destination_config: DestinationConfig,
+    pub destination_config: DestinationConfigShape,
+}
+
+/// `DestinationConfig` as AWS answers it: both members present, empty when unset.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct DestinationConfigShape {
+    pub on_success: Destination,
+    pub on_failure: Destination,
 }
 
 #[derive(Debug, Serialize)]
@@ -122,7 +130,16 @@ impl EventInvokeConfigService {
         input: EventInvokeConfigInput,
     ) -> Result<FunctionEventInvokeConfig, ServiceError> {
         let (function, qualifier) = self.target(name, qualifier).await?;
-        let config = self.validated(input, None)?;
+        if input.maximum_retry_attempts.is_none()
+            && input.maximum_event_age_in_seconds.is_none()
+            && input.destination_config.is_none()
+        {
+            return Err(ServiceError::InvalidParameterValue(
+                "You must specify at least one of error handling or destination setting."
+                    .to_owned(),
+            ));
+        }
+        let config = self.validated(&function, input, None).await?;
         self.store
             .put_config(&function, &qualifier, &config)
             .await
@@ -137,12 +154,17 @@ impl EventInvokeConfigService {
         input: EventInvokeConfigInput,
     ) -> Result<FunctionEventInvokeConfig, ServiceError> {
         let (function, qualifier) = self.target(name, qualifier).await?;
-        let current = self
+        let Some(current) = self
             .store
             .get_config(&function, &qualifier)
             .await
-            .map_err(ServiceError::internal)?;
-        let config = self.validated(input, current.as_ref())?;
+            .map_err(ServiceError::internal)?
+        else {
+            // Bad input is reported before the missing config, as AWS does.
+            self.validated(&function, input, None).await?;
+            return Err(self.missing(&function, &qualifier));
+        };
+        let config = self.validated(&function, input, Some(&current)).await?;
         self.store
             .put_config(&function, &qualifier, &config)
             .await
@@ -234,8 +256,9 @@ impl EventInvokeConfigService {
         ))
     }
 
-    fn validated(
+    async fn validated(
         &self,
+        function: &str,
         input: EventInvokeConfigInput,
         current: Option<&EventInvokeConfig>,
     ) -> Result<EventInvokeConfig, ServiceError> {
@@ -273,12 +296,13 @@ impl EventInvokeConfigService {
         }
         let destinations = match input.destination_config {
             Some(config) => {
-                for arn in [&config.on_success, &config.on_failure]
+                let arns = [&config.on_success, &config.on_failure]
                     .into_iter()
                     .flatten()
-                    .filter_map(|d| d.destination.as_deref())
-                {
-                    DestinationTarget::parse(arn, self.functions.account())?;
+                    .filter_map(|d| d.destination.clone())
+                    .filter(|arn| !arn.is_empty());
+                for arn in arns {
+                    self.check_destination(function, &arn).await?;
                 }
                 let keep = |new: Option<Destination>, old: Option<&Destination>| match new {
                     Some(d) if d.destination.as_deref().is_some_and(|a| !a.is_empty()) => Some(d),
@@ -304,6 +328,29 @@ impl EventInvokeConfigService {
         })
     }
 
+    /// A destination must be another function that exists.
+    async fn check_destination(&self, function: &str, arn: &str) -> Result<(), ServiceError> {
+        let DestinationTarget::Function {
+            name, qualifier, ..
+        } = DestinationTarget::parse(arn, self.functions.account())?;
+        if name == function {
+            return Err(ServiceError::InvalidParameterValue(
+                "You can't specify the function as a destination for itself.".to_owned(),
+            ));
+        }
+        match self
+            .functions
+            .resolve_for_invoke(&name, qualifier.as_deref())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ServiceError::ResourceNotFound(_)) => Err(ServiceError::InvalidParameterValue(
+                format!("The destination ARN {arn} is invalid."),
+            )),
+            Err(err) => Err(err),
+        }
+    }
+
     fn shape(
         &self,
         function: &str,
@@ -316,11 +363,12 @@ impl EventInvokeConfigService {
                 .functions
                 .account()
                 .qualified_function_arn(function, qualifier),
-            maximum_retry_attempts: Some(config.retries()),
-            maximum_event_age_in_seconds: Some(
-                u32::try_from(config.max_age_ms() / 1000).unwrap_or(u32::MAX),
-            ),
-            destination_config: config.destinations.clone(),
+            maximum_retry_attempts: config.maximum_retry_attempts,
+            maximum_event_age_in_seconds: config.maximum_event_age_in_seconds,
+            destination_config: DestinationConfigShape {
+                on_success: config.destinations.on_success.clone().unwrap_or_default(),
+                on_failure: config.destinations.on_failure.clone().unwrap_or_default(),
+            },
         }
     }
 

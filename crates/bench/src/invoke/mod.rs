@@ -1,0 +1,265 @@
+//! `kappa-bench invoke`: the same functions invoked on Kappa and on the AWS Lambda Runtime
+//! Interface Emulator (RIE), warm and cold, one sequential client, side by side.
+
+mod emulator;
+mod kappa;
+mod measure;
+mod package;
+mod table;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, ensure};
+use clap::Args;
+use clap::builder::RangedU64ValueParser;
+
+use self::measure::Workload;
+use self::table::Comparison;
+use crate::api_connection::ApiConnection;
+use crate::machine::{self, Machine};
+use crate::provenance;
+use crate::report;
+use crate::server_process::KappaServer;
+
+/// The heading of this benchmark's section in the benchmarks file.
+pub const SECTION_HEADING: &str = "## Invoke: Kappa vs the runtime interface emulator";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+/// The emulator's file name in the aws-sam-cli wheel, and where `scripts/bench-invoke` caches it.
+const RIE_FILE_NAME: &str = "aws-lambda-rie-x86_64";
+
+/// The functions measured: a directory under `--functions-dir`, the name given to Kappa, and the
+/// name in the table.
+const FUNCTIONS: [(&str, &str, &str); 2] = [
+    (
+        "rust-echo",
+        "kappa-bench-rust-echo",
+        "Rust echo (`lambda_runtime`)",
+    ),
+    (
+        "python-echo",
+        "kappa-bench-python-echo",
+        "Python echo (`awslambdaric`)",
+    ),
+];
+
+/// Flags of `kappa-bench invoke`.
+#[derive(Debug, Args)]
+pub struct InvokeArgs {
+    /// The kappa binary to benchmark [default: `kappa` next to this binary]
+    #[arg(long)]
+    pub kappa_bin: Option<PathBuf>,
+    /// The runtime interface emulator [default: target/rie/aws-lambda-rie-x86_64]
+    #[arg(long, env = "KAPPA_RIE_BIN")]
+    pub rie_bin: Option<PathBuf>,
+    /// Directory with one `provided.al2023` function directory (holding `bootstrap`) per
+    /// function: rust-echo and python-echo, as `scripts/bench-invoke` prepares them
+    /// [default: target/bench-functions]
+    #[arg(long)]
+    pub functions_dir: Option<PathBuf>,
+    /// Measured warm invocations of each function on each side
+    #[arg(long, default_value_t = 2000, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub iterations: usize,
+    /// Unmeasured warm invocations before the measured ones
+    #[arg(long, default_value_t = 200)]
+    pub warmup: usize,
+    /// Measured cold starts of each function on each side, each in a new environment
+    #[arg(long, default_value_t = 20, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
+    pub cold: usize,
+    /// A line for the report's notes, e.g. where the emulator or the interpreter came from
+    #[arg(long = "note", env = "KAPPA_BENCH_NOTE")]
+    pub notes: Vec<String>,
+    /// Markdown file whose invoke section is replaced (or appended) with the results
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// One function's code, packaged once and given to both sides.
+#[derive(Debug)]
+pub struct BenchFunction {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub package: Vec<u8>,
+}
+
+pub async fn run(args: InvokeArgs) -> Result<()> {
+    let target_dir = target_dir()?;
+    let kappa_bin = args
+        .kappa_bin
+        .clone()
+        .unwrap_or_else(|| target_dir.join("release").join("kappa"));
+    let rie_bin = args
+        .rie_bin
+        .clone()
+        .unwrap_or_else(|| target_dir.join("rie").join(RIE_FILE_NAME));
+    let functions_dir = args
+        .functions_dir
+        .clone()
+        .unwrap_or_else(|| target_dir.join("bench-functions"));
+    ensure!(
+        kappa_bin.is_file(),
+        "no kappa binary at {}; build it with `cargo build --release -p kappa` or pass --kappa-bin",
+        kappa_bin.display()
+    );
+    ensure!(
+        rie_bin.is_file(),
+        "no runtime interface emulator at {}; `scripts/bench-invoke` fetches it, or pass --rie-bin",
+        rie_bin.display()
+    );
+    let workload = Workload {
+        warmup: args.warmup,
+        iterations: args.iterations,
+        cold: args.cold,
+    };
+    let functions = FUNCTIONS
+        .iter()
+        .map(|(dir, name, label)| {
+            let dir = functions_dir.join(dir);
+            ensure!(
+                dir.join("bootstrap").is_file(),
+                "no {}/bootstrap; `scripts/bench-invoke` prepares the functions, or pass \
+                 --functions-dir",
+                dir.display()
+            );
+            Ok(BenchFunction {
+                name,
+                label,
+                package: package::zip_directory(&dir)?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+
+    let kappa = measure_kappa(&kappa_bin, &functions, workload).await?;
+    let scratch = tempfile::Builder::new()
+        .prefix("kappa-bench-rie-")
+        .tempdir()
+        .context("creating a scratch directory for the emulator")?;
+    let mut comparisons = Vec::new();
+    for (function, kappa) in functions.iter().zip(kappa) {
+        eprintln!("kappa-bench: {} on the emulator", function.name);
+        let emulator = emulator::measure(&rie_bin, scratch.path(), function, workload)
+            .await
+            .with_context(|| format!("measuring {} on the emulator", function.name))?;
+        comparisons.push(Comparison {
+            function: function.label.to_owned(),
+            kappa,
+            emulator,
+        });
+    }
+
+    let section = section(&comparisons, &functions, workload, &args.notes);
+    println!("{section}");
+    if let Some(path) = args.output {
+        report::write_section(&path, SECTION_HEADING, &section)?;
+        eprintln!(
+            "kappa-bench: wrote {SECTION_HEADING:?} in {}",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Every function on one `kappa server`, in order.
+async fn measure_kappa(
+    binary: &Path,
+    functions: &[BenchFunction],
+    workload: Workload,
+) -> Result<Vec<measure::Measurements>> {
+    eprintln!("kappa-bench: starting {}", binary.display());
+    let server = KappaServer::start(binary, STARTUP_TIMEOUT).await?;
+    let mut connection = ApiConnection::open(server.address()).await?;
+    let mut all = Vec::new();
+    for function in functions {
+        eprintln!("kappa-bench: {} on Kappa", function.name);
+        let measured = kappa::measure(&mut connection, function, workload)
+            .await
+            .map_err(|err| {
+                err.context(format!(
+                    "measuring {} on Kappa; the server's last log lines:\n{}",
+                    function.name,
+                    server.log_tail()
+                ))
+            })?;
+        all.push(measured);
+    }
+    Ok(all)
+}
+
+/// The cargo target directory this executable was built into (`target/release/..`).
+fn target_dir() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("this executable is not in a cargo target directory")
+}
+
+fn section(
+    comparisons: &[Comparison],
+    functions: &[BenchFunction],
+    workload: Workload,
+    notes: &[String],
+) -> String {
+    let machine = Machine::probe(Path::new(machine::PROC_ROOT));
+    let commit = provenance::git_commit().unwrap_or_else(|| "unknown (not a git checkout)".into());
+    let packages = functions
+        .iter()
+        .map(|f| format!("{} {} bytes", f.name, f.package.len()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let extra_notes: String = notes.iter().map(|note| format!("- {note}\n")).collect();
+    format!(
+        "{SECTION_HEADING}\n\n\
+         The same two `provided.al2023` functions, invoked on this machine through Kappa and \
+         through the AWS Lambda Runtime Interface Emulator (RIE), the program AWS ships in its \
+         base images and SAM CLI runs for local testing. A Rust echo built with the official \
+         `lambda_runtime` crate (`crates/bench/fixtures/rust_echo`), and a Python handler \
+         returning its event, run by `awslambdaric` from a `bootstrap` shell script. Each is one \
+         zip ({packages}); Kappa gets it through CreateFunction, the emulator gets the same zip \
+         extracted the way Kappa extracts it. One client sends the same {event_bytes}-byte JSON event, one \
+         request at a time over a keep-alive HTTP/1.1 connection on 127.0.0.1, and checks that \
+         every answer echoes it. Latency runs from sending a request to reading the whole \
+         answer.\n\n\
+         - Warm invoke: {warmup} unmeasured then {iterations} measured invocations of one \
+         environment that has already served (Kappa: `POST /2015-03-31/functions/NAME/invocations`; \
+         RIE: `POST /2015-03-31/functions/function/invocations`).\n\
+         - Cold start, first invoke: the invoke request that has to start a new environment, \
+         {cold} times. Kappa: the first invoke after an UpdateFunctionConfiguration (a new \
+         Description) changed the function's revision; the log tail (`X-Amz-Log-Type: Tail`) is \
+         checked for `Init Duration`. The old environment is retired in the background. RIE: the \
+         first invoke sent to a new emulator process as soon as it accepts a connection; RIE \
+         starts the runtime process only when that invoke arrives, so both figures cover starting \
+         the runtime, its init, and the invocation.\n\
+         - Cold start, new config/process → answer: Kappa from sending UpdateFunctionConfiguration \
+         (an fsynced SQLite write) to the first invoke's answer; RIE from spawning the emulator \
+         process to the first answer, including the emulator's own start and polling every \
+         0.25 ms for its port.\n\
+         - What each side does: Kappa runs each environment as `kappa __sandbox-init` in a new \
+         mount namespace (code bind-mounted read-only at `/var/task`, the runtime files at \
+         `/var/runtime`, `/var` covered by a tmpfs, a private `/tmp`), serves each environment's \
+         Runtime API on its own loopback port, stores the function's logs in SQLite in the \
+         background, and looks the function up and checks concurrency on every invoke. RIE \
+         isolates nothing: it execs the bootstrap as a plain child process in the directory it \
+         was started in, with one function and one environment, and prints the logs to its \
+         output. Both run the runtime as root on the host's kernel with no cgroup limits.\n\
+         - The Python bootstrap runs the host's Python (outside `/var`, so it is visible in \
+         Kappa's namespace) with `awslambdaric` in `pkgs/`, byte-compiled as unchecked-hash \
+         `.pyc` so neither side recompiles it after extraction; `PYTHONDONTWRITEBYTECODE=1`.\n\
+         {extra_notes}\n\
+         - Date: {date}\n\
+         - Machine: {machine}\n\
+         - Commit: {commit}\n\
+         - Command: `{command}` (run by `scripts/bench-invoke`, which first builds `kappa`, \
+         `kappa-bench` and the Rust function in release mode, fetches the emulator and \
+         `awslambdaric` from PyPI, and prepares the function directories)\n\n\
+         {table}",
+        event_bytes = measure::EVENT.len(),
+        warmup = workload.warmup,
+        iterations = workload.iterations,
+        cold = workload.cold,
+        date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
+        machine = machine.describe(),
+        command = provenance::command_line(),
+        table = table::comparison_table(comparisons),
+    )
+}
