@@ -83,11 +83,15 @@ pub struct BenchFunction {
 }
 
 pub async fn run(args: InvokeArgs) -> Result<()> {
-    let target_dir = target_dir()?;
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let (Some(exe_dir), Some(target_dir)) = (exe.parent(), exe.parent().and_then(Path::parent))
+    else {
+        anyhow::bail!("{} is not in a cargo target directory", exe.display());
+    };
     let kappa_bin = args
         .kappa_bin
         .clone()
-        .unwrap_or_else(|| target_dir.join("release").join("kappa"));
+        .unwrap_or_else(|| exe_dir.join("kappa"));
     let rie_bin = args
         .rie_bin
         .clone()
@@ -185,15 +189,6 @@ async fn measure_kappa(
     Ok(all)
 }
 
-/// The cargo target directory this executable was built into (`target/release/..`).
-fn target_dir() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("finding this executable")?;
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .context("this executable is not in a cargo target directory")
-}
-
 fn section(
     comparisons: &[Comparison],
     functions: &[BenchFunction],
@@ -226,7 +221,8 @@ fn section(
          - Cold start, first invoke: the invoke request that has to start a new environment, \
          {cold} times. Kappa: the first invoke after an UpdateFunctionConfiguration (a new \
          Description) changed the function's revision; the log tail (`X-Amz-Log-Type: Tail`) is \
-         checked for `Init Duration`. The old environment is retired in the background. RIE: the \
+         checked for `Init Duration`. The superseded environment stays idle until Kappa's \
+         once-a-second reaper stops it. RIE: the \
          first invoke sent to a new emulator process as soon as it accepts a connection; RIE \
          starts the runtime process only when that invoke arrives, so both figures cover starting \
          the runtime, its init, and the invocation.\n\
