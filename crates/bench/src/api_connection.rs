@@ -57,7 +57,8 @@ impl ApiConnection {
         self.send_with_headers(method, path, &[], body).await
     }
 
-    /// [`Self::send`] with extra request headers.
+    /// [`Self::send`] with extra request headers; a body is `application/json` unless they name
+    /// another `Content-Type`.
     pub async fn send_with_headers(
         &mut self,
         method: Method,
@@ -73,7 +74,10 @@ impl ApiConnection {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        if body.is_some() {
+        let typed = headers
+            .iter()
+            .any(|(name, _)| name.eq_ignore_ascii_case(header::CONTENT_TYPE.as_str()));
+        if body.is_some() && !typed {
             request = request.header(header::CONTENT_TYPE, "application/json");
         }
         let request = request

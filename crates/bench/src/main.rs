@@ -1,6 +1,7 @@
 //! The `kappa-bench` binary: argument parsing, wiring and error printing only.
 
 mod api_connection;
+mod async_invoke;
 mod control_plane;
 mod deployment_package;
 mod invoke;
@@ -15,6 +16,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::async_invoke::AsyncArgs;
 use crate::control_plane::ControlPlaneArgs;
 use crate::invoke::InvokeArgs;
 
@@ -33,6 +35,9 @@ enum Command {
     /// Invoke latency, warm and cold, of the same functions on Kappa and on the AWS Lambda
     /// Runtime Interface Emulator, side by side.
     Invoke(InvokeArgs),
+    /// Asynchronous (Event) invocation: durable accept throughput from concurrent clients and
+    /// from one, how long a burst takes to run, and each event's latency from send to run.
+    Async(AsyncArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +45,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::ControlPlane(args) => run_async(control_plane::run(args)),
         Command::Invoke(args) => run_async(invoke::run(args)),
+        Command::Async(args) => run_async(async_invoke::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -136,6 +136,7 @@ impl ExecutionEnvironment {
             &layout,
             &code_dir,
             &settings.empty_opt_dir,
+            &runtime_dir,
             &settings.interpreters,
         ) {
             Ok(argv) => argv,

@@ -54,7 +54,13 @@ impl Interpreters {
     }
 
     /// The interpreter for a managed runtime (`python3.12` → a Python 3.12 if the host has one).
-    pub fn for_runtime(&self, runtime: &str) -> Result<PathBuf, LaunchError> {
+    /// The interpreter for `runtime`. For Python, the bootstrap package in `host_runtime_dir` is
+    /// compiled to bytecode for it once, since environments see that directory read-only.
+    pub fn for_runtime(
+        &self,
+        runtime: &str,
+        host_runtime_dir: &Path,
+    ) -> Result<PathBuf, LaunchError> {
         if let Some(found) = self
             .resolved
             .lock()
@@ -77,10 +83,25 @@ impl Interpreters {
                 }),
             }
         }?;
+        if runtime.starts_with("python") {
+            precompile(&found, host_runtime_dir);
+        }
         if let Ok(mut cache) = self.resolved.lock() {
             cache.insert(runtime.to_owned(), found.clone());
         }
         Ok(found)
+    }
+}
+
+/// Write the bytecode of the Python bootstrap for `python`; a failure only costs start-up time.
+fn precompile(python: &Path, dir: &Path) {
+    let status = std::process::Command::new(python)
+        .args(["-m", "compileall", "-q"])
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        tracing::warn!(python = %python.display(), "could not precompile the Python bootstrap");
     }
 }
 
@@ -160,6 +181,7 @@ pub fn command_line(
     layout: &Layout,
     host_code: &Path,
     host_opt: &Path,
+    host_runtime_dir: &Path,
     interpreters: &Interpreters,
 ) -> Result<Vec<String>, LaunchError> {
     let runtime = version
@@ -181,7 +203,10 @@ pub fn command_line(
             .join(" ");
         return Err(LaunchError::NoBootstrap { tried });
     }
-    let interpreter = interpreters.for_runtime(runtime)?.display().to_string();
+    let interpreter = interpreters
+        .for_runtime(runtime, host_runtime_dir)?
+        .display()
+        .to_string();
     if runtime.starts_with("python") {
         let script = layout.runtime_dir.join("bootstrap.py");
         return Ok(vec![interpreter, script.display().to_string()]);

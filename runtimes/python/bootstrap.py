@@ -1,0 +1,16 @@
+"""Entry point of Kappa's Python runtime: ``python3 /var/runtime/bootstrap.py``.
+
+Kept tiny because a script run as ``__main__`` is compiled on every start, while the
+package it imports can be loaded from cached bytecode.
+"""
+
+import os
+import sys
+
+if __name__ == "__main__":
+    runtime_dir = os.path.dirname(os.path.abspath(__file__))
+    if runtime_dir not in sys.path:  # absent under PYTHONSAFEPATH
+        sys.path.insert(0, runtime_dir)
+    from kappa_python_runtime.main import main
+
+    main()

@@ -1,0 +1,9 @@
+def helper():
+    raise RuntimeError("failed during init")
+
+
+helper()
+
+
+def handler(event, context):
+    return "unreachable"
