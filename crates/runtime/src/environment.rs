@@ -20,6 +20,9 @@ use crate::log_capture::{LogCapture, now_ms};
 use crate::log_writer::LogWriter;
 use crate::runtime_api::{Invocation, RuntimeApiHandle, RuntimeOutcome};
 
+/// Open files a runtime may hold, as on Lambda.
+const OPEN_FILES_LIMIT: u64 = 1024;
+
 /// Settings shared by every environment of a server.
 #[derive(Debug)]
 pub struct EnvironmentSettings {
@@ -221,6 +224,8 @@ impl ExecutionEnvironment {
             cwd: layout.task_root.clone(),
             argv,
             env,
+            hostname: format!("kappa-{}", &id[..12]),
+            open_files_limit: OPEN_FILES_LIMIT,
         };
         let spec_json = match spec.to_json() {
             Ok(json) => json,

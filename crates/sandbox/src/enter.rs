@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
+use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, execve};
 use thiserror::Error;
@@ -18,8 +19,12 @@ use crate::spec::{Isolation, SandboxSpec};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error("entering a new mount namespace")]
+    #[error("entering new mount, UTS and IPC namespaces")]
     Unshare(#[source] nix::Error),
+    #[error("setting the host name")]
+    Hostname(#[source] nix::Error),
+    #[error("setting resource limits")]
+    Rlimit(#[source] nix::Error),
     #[error("making the mount tree private")]
     PrivateMounts(#[source] nix::Error),
     #[error("opening bind source {path}")]
@@ -67,8 +72,17 @@ pub enum SandboxError {
 /// Build the sandbox described by `spec` and replace this process with its runtime.
 pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
     if spec.isolation == Isolation::MountNamespace {
+        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
+            .map_err(SandboxError::Unshare)?;
+        nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
         build_mounts(spec)?;
     }
+    setrlimit(
+        Resource::RLIMIT_NOFILE,
+        spec.open_files_limit,
+        spec.open_files_limit,
+    )
+    .map_err(SandboxError::Rlimit)?;
     chdir(&spec.cwd).map_err(|source| SandboxError::Chdir {
         path: spec.cwd.clone(),
         source,
@@ -95,7 +109,6 @@ pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
 }
 
 fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(SandboxError::Unshare)?;
     mount(
         None::<&str>,
         "/",

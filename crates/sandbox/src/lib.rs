@@ -5,7 +5,7 @@
 //! namespaces, arranges the mounts, and `execve`s the runtime's bootstrap, which keeps its pid.
 //! This keeps the privileged path short and outside the server, as youki's and runc's `init` do.
 //!
-//! Today's isolation is a private mount namespace in which `/var` is replaced by an empty,
+//! Today's isolation is private mount, UTS and IPC namespaces; in the mount namespace `/var` is replaced by an empty,
 //! read-only tmpfs holding `/var/task` (code, read-only) and `/var/runtime` (bootstrap,
 //! read-only), `/opt` shows the layers (read-only) and `/tmp` is the environment's own directory.
 //! PID, network, user namespaces, cgroups and seccomp come with the sandbox issue.

@@ -35,6 +35,10 @@ pub struct SandboxSpec {
     pub argv: Vec<String>,
     /// The complete environment of the runtime process.
     pub env: Vec<(String, String)>,
+    /// Host name inside the environment's UTS namespace (isolated modes only).
+    pub hostname: String,
+    /// `RLIMIT_NOFILE` of the runtime (Lambda: 1024).
+    pub open_files_limit: u64,
 }
 
 impl SandboxSpec {
