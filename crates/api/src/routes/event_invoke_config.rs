@@ -21,17 +21,7 @@ pub async fn put(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let input: EventInvokeConfigInput = request::json_body(
-        body,
-        MAX_CONTROL_REQUEST_BYTES,
-        "PutFunctionEventInvokeConfig",
-    )
-    .await?;
-    let config = state
-        .event_invoke_configs
-        .put(&name, qualifier(query.as_deref()).as_deref(), input)
-        .await?;
-    Ok(Json(config).into_response())
+    write(state, name, query, body, ConfigWrite::Replace).await
 }
 
 pub async fn update(
@@ -40,16 +30,35 @@ pub async fn update(
     RawQuery(query): RawQuery,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let input: EventInvokeConfigInput = request::json_body(
-        body,
-        MAX_CONTROL_REQUEST_BYTES,
-        "UpdateFunctionEventInvokeConfig",
-    )
-    .await?;
-    let config = state
-        .event_invoke_configs
-        .update(&name, qualifier(query.as_deref()).as_deref(), input)
-        .await?;
+    write(state, name, query, body, ConfigWrite::Merge).await
+}
+
+/// Put replaces a config; Update merges into an existing one.
+#[derive(Debug, Clone, Copy)]
+enum ConfigWrite {
+    Replace,
+    Merge,
+}
+
+async fn write(
+    state: AppState,
+    name: String,
+    query: Option<String>,
+    body: Body,
+    mode: ConfigWrite,
+) -> Result<Response, ApiError> {
+    let operation = match mode {
+        ConfigWrite::Replace => "PutFunctionEventInvokeConfig",
+        ConfigWrite::Merge => "UpdateFunctionEventInvokeConfig",
+    };
+    let input: EventInvokeConfigInput =
+        request::json_body(body, MAX_CONTROL_REQUEST_BYTES, operation).await?;
+    let qualifier = qualifier(query.as_deref());
+    let configs = &state.event_invoke_configs;
+    let config = match mode {
+        ConfigWrite::Replace => configs.put(&name, qualifier.as_deref(), input).await?,
+        ConfigWrite::Merge => configs.update(&name, qualifier.as_deref(), input).await?,
+    };
     Ok(Json(config).into_response())
 }
 
