@@ -56,7 +56,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// A single-threaded runtime: the client is sequential, and one thread keeps its own noise low.
+/// A single-threaded runtime: each client connection is sequential (`async` drives a few of them
+/// concurrently), and one thread keeps the benchmark's own noise low.
 fn run_async(task: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

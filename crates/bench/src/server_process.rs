@@ -8,16 +8,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use hyper::{Method, StatusCode};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use tempfile::TempDir;
 
 use crate::api_connection::ApiConnection;
 
 const HEALTH_POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// How long a restart waits for the old process to exit after SIGTERM before killing it.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+const STOP_POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// Lines of the server's log shown when it fails.
 const LOG_TAIL_LINES: usize = 20;
 
 /// The server process; killed and its directory removed when dropped.
 pub struct KappaServer {
+    binary: PathBuf,
     child: Child,
     address: SocketAddr,
     data_dir: PathBuf,
@@ -29,27 +35,25 @@ pub struct KappaServer {
 impl KappaServer {
     /// Start `binary server` and wait until `GET /health` answers 200, at most `startup_timeout`.
     pub async fn start(binary: &Path, startup_timeout: Duration) -> Result<Self> {
+        Self::start_with_args(binary, &[], startup_timeout).await
+    }
+
+    /// [`Self::start`] with more arguments for `kappa server`.
+    pub async fn start_with_args(
+        binary: &Path,
+        args: &[&str],
+        startup_timeout: Duration,
+    ) -> Result<Self> {
         let scratch = tempfile::Builder::new()
             .prefix("kappa-bench-")
             .tempdir()
             .context("creating a scratch directory")?;
         let data_dir = scratch.path().join("data");
         let log_path = scratch.path().join("server.log");
-        let log =
-            File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
         let address = free_loopback_address()?;
-        let child = Command::new(binary)
-            .arg("server")
-            .arg("--listen")
-            .arg(address.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().context("sharing the server log file")?)
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
+        let child = spawn(binary, address, &data_dir, &log_path, args)?;
         let mut server = Self {
+            binary: binary.to_owned(),
             child,
             address,
             data_dir,
@@ -58,6 +62,45 @@ impl KappaServer {
         };
         server.wait_until_healthy(startup_timeout).await?;
         Ok(server)
+    }
+
+    /// Stop the server (SIGTERM, as an operator would) and start it again on the same data
+    /// directory, on a new port, with `args`; its log continues in the same file. Returns the
+    /// moment the new process was started.
+    pub async fn restart(&mut self, args: &[&str], startup_timeout: Duration) -> Result<Instant> {
+        self.stop().await?;
+        self.address = free_loopback_address()?;
+        let started = Instant::now();
+        self.child = spawn(
+            &self.binary,
+            self.address,
+            &self.data_dir,
+            &self.log_path,
+            args,
+        )?;
+        self.wait_until_healthy(startup_timeout).await?;
+        Ok(started)
+    }
+
+    async fn stop(&mut self) -> Result<()> {
+        let pid = i32::try_from(self.child.id()).context("the server's process id")?;
+        // The process may have exited already; waiting below tells.
+        let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+        let deadline = Instant::now() + STOP_GRACE;
+        while self
+            .child
+            .try_wait()
+            .context("checking the server process")?
+            .is_none()
+        {
+            if Instant::now() >= deadline {
+                self.child.kill().context("killing the server")?;
+                self.child.wait().context("waiting for the server")?;
+                break;
+            }
+            tokio::time::sleep(STOP_POLL_INTERVAL).await;
+        }
+        Ok(())
     }
 
     pub fn address(&self) -> SocketAddr {
@@ -109,6 +152,33 @@ impl Drop for KappaServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `binary server` on `address` and `data_dir`, its output appended to `log_path`.
+fn spawn(
+    binary: &Path,
+    address: SocketAddr,
+    data_dir: &Path,
+    log_path: &Path,
+    args: &[&str],
+) -> Result<Child> {
+    let log = File::options()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    Command::new(binary)
+        .arg("server")
+        .arg("--listen")
+        .arg(address.to_string())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().context("sharing the server log file")?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("starting {}", binary.display()))
 }
 
 /// Status of `GET /health`, or `None` while nothing answers.

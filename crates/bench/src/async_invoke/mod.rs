@@ -1,6 +1,7 @@
 //! `kappa-bench async`: asynchronous invocation (`InvocationType: Event`). How fast a server
-//! acknowledges events durably from concurrent clients and from one, how long it takes to run a
-//! burst of them, and each event's latency from sending to running when sent one at a time.
+//! acknowledges events durably from concurrent clients and from one, with its workers running
+//! the events meanwhile or paused; how long it takes to run a burst of them; and each event's
+//! latency from sending to running when sent one at a time.
 
 mod cpu;
 mod function;
@@ -9,7 +10,6 @@ mod observe;
 mod paced;
 mod table;
 
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -17,7 +17,7 @@ use anyhow::{Context, Result, ensure};
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 
-use self::load::Burst;
+use self::load::{Burst, Scenario};
 use self::paced::Paced;
 use crate::api_connection::ApiConnection;
 use crate::machine::{self, Machine};
@@ -89,28 +89,41 @@ pub async fn run(args: AsyncArgs) -> Result<()> {
     if args.clients != 1 {
         client_counts.push(1);
     }
+    let runs = [Scenario::WhileAccepting, Scenario::AfterRestart]
+        .into_iter()
+        .flat_map(|scenario| {
+            client_counts
+                .iter()
+                .map(move |clients| (scenario, *clients))
+        });
     let mut bursts = Vec::new();
     let mut data_filesystem = None;
-    for clients in client_counts {
+    for (scenario, clients) in runs {
+        let server_args: &[&str] = match scenario {
+            Scenario::WhileAccepting => &[],
+            Scenario::AfterRestart => &load::PAUSED_WORKERS,
+        };
         eprintln!(
-            "kappa-bench: {} events from {clients} client(s) on a new server",
+            "kappa-bench: {} events from {clients} client(s), {scenario:?}",
             args.events
         );
-        let (burst, filesystem) = on_new_server(&kappa_bin, &package, |address| {
-            load::run(address, args.events, clients)
-        })
-        .await?;
-        data_filesystem = data_filesystem.or(filesystem);
+        let mut server = new_server(&kappa_bin, &package, server_args).await?;
+        data_filesystem = data_filesystem
+            .or_else(|| machine::filesystem_of(Path::new(machine::PROC_ROOT), server.data_dir()));
+        let burst = load::run(&mut server, args.events, clients, scenario, STARTUP_TIMEOUT)
+            .await
+            .map_err(|err| server_failed(&server, err))?;
         bursts.push(burst);
     }
     eprintln!(
-        "kappa-bench: {} events one every {interval:?} on a new server",
+        "kappa-bench: {} events one every {interval:?}",
         args.paced_events
     );
-    let (paced, _) = on_new_server(&kappa_bin, &package, |address| {
-        paced::run(address, args.paced_events, interval)
-    })
-    .await?;
+    let server = new_server(&kappa_bin, &package, &[]).await?;
+    let paced = paced::run(server.address(), args.paced_events, interval)
+        .await
+        .map_err(|err| server_failed(&server, err))?;
+    drop(server);
 
     let section = section(&bursts, &paced, &args, package.len(), data_filesystem);
     println!("{section}");
@@ -124,31 +137,21 @@ pub async fn run(args: AsyncArgs) -> Result<()> {
     Ok(())
 }
 
-/// Start a server with an empty data directory, create the function, run `measure` against it,
-/// and stop the server. Also returns the data directory's filesystem.
-async fn on_new_server<T, F>(
-    binary: &Path,
-    package: &[u8],
-    measure: impl FnOnce(SocketAddr) -> F,
-) -> Result<(T, Option<(String, PathBuf)>)>
-where
-    F: Future<Output = Result<T>>,
-{
-    let server = KappaServer::start(binary, STARTUP_TIMEOUT).await?;
-    let filesystem = machine::filesystem_of(Path::new(machine::PROC_ROOT), server.data_dir());
-    let with_log = |err: anyhow::Error| {
-        err.context(format!(
-            "the asynchronous-invocation benchmark failed; the server's last log lines:\n{}",
-            server.log_tail()
-        ))
-    };
+/// A server with an empty data directory, started with `server_args`, and the function on it.
+async fn new_server(binary: &Path, package: &[u8], server_args: &[&str]) -> Result<KappaServer> {
+    let server = KappaServer::start_with_args(binary, server_args, STARTUP_TIMEOUT).await?;
     let mut connection = ApiConnection::open(server.address()).await?;
     function::create(&mut connection, package)
         .await
-        .map_err(with_log)?;
-    drop(connection);
-    let measured = measure(server.address()).await.map_err(with_log)?;
-    Ok((measured, filesystem))
+        .map_err(|err| server_failed(&server, err))?;
+    Ok(server)
+}
+
+fn server_failed(server: &KappaServer, err: anyhow::Error) -> anyhow::Error {
+    err.context(format!(
+        "the asynchronous-invocation benchmark failed; the server's last log lines:\n{}",
+        server.log_tail()
+    ))
 }
 
 fn section(
@@ -175,34 +178,42 @@ fn section(
          Event invokes (`POST /2015-03-31/functions/NAME/invocations` with \
          `X-Amz-Invocation-Type: Event`) of a `provided.al2023` function built with the official \
          `lambda_runtime` crate (`crates/bench/fixtures/rust_print_event`, a {package_bytes}-byte \
-         zip) that prints one line per event and returns. Each event is a small JSON object with \
-         a sequence number and the time it was sent. A 202 means Kappa has committed the event \
-         to its SQLite queue with `synchronous=FULL` (concurrent accepts share one commit and \
+         zip) that prints one line per event and returns. Each event is a small JSON object, \
+         `{{\"seq\":N,\"sent_ms\":…,\"sent_us\":…}}`: a sequence number and the time it was \
+         sent. A 202 means Kappa has committed the event to its SQLite queue with \
+         `synchronous=FULL` (accepts that arrive while a commit runs share the next commit and \
          its fsync); workers then invoke the function, store its logs, and delete the event in \
-         another fsynced commit. Each burst and the paced run use a new `kappa server` on \
-         127.0.0.1 with an empty data directory and default settings (account concurrency 1000, \
-         which is also how many events may run at once); clients use keep-alive HTTP/1.1 \
-         connections from one thread.\n\n\
+         another fsynced commit. Every burst and the paced run start a new `kappa server` on \
+         127.0.0.1 with an empty data directory; the clients are keep-alive HTTP/1.1 \
+         connections driven from one thread.\n\n\
          - Bursts: {events} events from C connections, each sending its next event as soon as \
-         the previous one is acknowledged; accepted events/s is {events} over the time from the \
-         first send to the last 202. The queue drains while events arrive: the functions, \
-         workers and accepts share the machine's CPUs and the queue's SQLite connection. \
-         Another connection reads `GET /kappa/metrics` every {gauge_poll} ms; \"first send → \
-         queue empty\" ends at the first reading after the last 202 with \
-         `kappa_async_queue_depth` and `kappa_async_in_flight` both 0, and drained events/s is \
-         {events} over that time. Environments started counts `REPORT` lines with an \
-         `Init Duration`. Afterwards the function's log lines, read back through the \
-         CloudWatch Logs API on the same endpoint (`FilterLogEvents`), show that {repeats}. CPU \
-         busy is the whole machine's non-idle CPU time (`/proc/stat`) from the first send to \
-         the last 202.\n\
+         the previous one is acknowledged. Accepted events/s is {events} over the time from the \
+         first send to the last 202; CPU busy is the whole machine's non-idle CPU time \
+         (`/proc/stat`) over that time.\n\
+         - *Run while accepted*: default settings (account concurrency 1000, which is also how \
+         many events the workers run at once). The queue drains while events arrive, so the \
+         function, the workers and the accepts share the CPUs and the SQLite database. Another \
+         connection reads `GET /kappa/metrics` every {gauge_poll} ms; *queue empty after* runs \
+         from the first send to the first reading, after the last 202, with \
+         `kappa_async_queue_depth` and `kappa_async_in_flight` both 0.\n\
+         - *Workers paused, run after a restart*: the server is started with \
+         `--concurrency-limit 0`, so its workers take nothing from the queue and the accepts \
+         have the machine to themselves (the benchmark checks that the queue then holds every \
+         event). The server is then stopped with SIGTERM and started again on the same data \
+         directory with default settings; *queue empty after* runs from starting the new \
+         process (its startup included) until the gauges read 0 as above.\n\
+         - Drained events/s is {events} over *queue empty after*. Peak queue depth and peak in \
+         flight are the highest gauge readings. Environments started counts `REPORT` lines with \
+         an `Init Duration`. After each burst the function's log lines, read back through the \
+         CloudWatch Logs API on the same endpoint (`FilterLogEvents`), show that {repeats}.\n\
          - Per event: after one synchronous invoke has started an environment, {paced} events \
-         are sent one at a time, one every {pace} ms. After each 202 the client reads the queue \
-         depth every {finish_poll} µs until it is 0 again, so \"event finished\" (the function \
-         ran, its logs were stored and the event was deleted) can be late by up to about a \
-         millisecond. \"Handler started\" is the function's own clock when its handler began \
-         minus the send time in the event, both microseconds of the host's real-time clock \
-         (the sandbox's mount namespace does not change it), read back from the log lines with \
-         `FilterLogEvents`.\n\n\
+         are sent one at a time, one every {pace} ms, over one connection. *Handler started* is \
+         the function's clock when its handler began minus the send time in the event, both \
+         microseconds of the host's real-time clock (the sandbox's mount namespace does not \
+         change it), read back from its log lines with `FilterLogEvents`. After each 202 \
+         another connection reads the queue depth every {finish_poll} µs until it is 0 again: \
+         *event finished* (the function ran, its logs were stored and the event was deleted) \
+         includes up to one such interval and one metrics request.\n\n\
          - Date: {date}\n\
          - Machine: {machine}\n\
          - Data directory filesystem: {filesystem}\n\

@@ -4,17 +4,17 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::load::Burst;
+use super::load::{Burst, Scenario};
 use super::paced::Paced;
 use crate::latency::LatencySummary;
 
 /// One row per burst.
 pub fn burst_table(bursts: &[Burst]) -> String {
     let mut table = String::from(
-        "| Clients | Events | Accepted events/s | Accept p50 (ms) | Accept p99 (ms) | \
-         Accept max (ms) | CPU busy while accepting | First send → queue empty (s) | \
-         Drained events/s | Peak queue depth | Peak in flight | Environments started |\n\
-         |---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| Burst | Clients | Events | Accepted events/s | Accept p50 (ms) | Accept p99 (ms) | \
+         Accept max (ms) | CPU busy while accepting | Queue empty after (s) | Drained events/s | \
+         Peak queue depth | Peak in flight | Environments started |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for burst in bursts {
         let Some(accept) = LatencySummary::of(&burst.accept) else {
@@ -25,9 +25,14 @@ pub fn burst_table(bursts: &[Burst]) -> String {
             || "unknown".to_owned(),
             |busy| format!("{:.0}%", busy * 100.0),
         );
+        let scenario = match burst.scenario {
+            Scenario::WhileAccepting => "run while accepted",
+            Scenario::AfterRestart => "workers paused, run after a restart",
+        };
         let _ = writeln!(
             table,
-            "| {} | {} | {:.0} | {} | {} | {} | {cpu} | {:.2} | {drained_per_sec:.0} | {} | {} | {} |",
+            "| {scenario} | {} | {} | {:.0} | {} | {} | {} | {cpu} | {:.2} | {drained_per_sec:.0} \
+             | {} | {} | {} |",
             burst.clients,
             accept.requests,
             accept.ops_per_sec,
@@ -92,6 +97,7 @@ mod tests {
     #[test]
     fn a_burst_row_shows_rates_and_the_drain() {
         let burst = Burst {
+            scenario: Scenario::WhileAccepting,
             clients: 8,
             accept: samples(&[1, 2, 3, 4], 2),
             drain: Duration::from_millis(4),
@@ -104,7 +110,8 @@ mod tests {
         let table = burst_table(&[burst]);
         assert!(
             table.contains(
-                "| 8 | 4 | 2000 | 2.000 | 4.000 | 4.000 | 50% | 0.00 | 1000 | 3 | 2 | 2 |"
+                "| run while accepted | 8 | 4 | 2000 | 2.000 | 4.000 | 4.000 | 50% | 0.00 | 1000 \
+                 | 3 | 2 | 2 |"
             ),
             "{table}"
         );
