@@ -61,6 +61,8 @@ pub enum SandboxError {
     Nul(#[from] std::ffi::NulError),
     #[error("the spec has no program to run")]
     NoProgram,
+    #[error("installing the seccomp filter")]
+    Seccomp(#[source] crate::SeccompError),
     #[error("executing {program}")]
     Exec {
         program: String,
@@ -99,6 +101,8 @@ pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
         .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;
     let path = CString::new(program.as_bytes())?;
+    // Last: the filter refuses the calls the setup above needed.
+    crate::install_seccomp().map_err(SandboxError::Seccomp)?;
     match execve(&path, &argv, &env) {
         Ok(never) => match never {},
         Err(source) => Err(SandboxError::Exec {

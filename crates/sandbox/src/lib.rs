@@ -15,3 +15,12 @@ mod spec;
 
 pub use enter::{SandboxError, enter};
 pub use spec::{Bind, Isolation, SandboxSpec};
+mod cgroup;
+pub use cgroup::{
+    CgroupConfig, CgroupError, CgroupManager, CgroupVersion, DEFAULT_CGROUP_PARENT,
+    DEFAULT_CGROUP_ROOT, DEFAULT_PIDS_MAX, EnvironmentCgroup, EnvironmentLimits,
+    MEMORY_MB_PER_VCPU, MIN_CPU_MILLIS, StaleCleanup, StaleScope, cleanup_stale, join_cgroup,
+};
+
+mod seccomp;
+pub use seccomp::{SeccompError, SyscallFilter, install_seccomp};
