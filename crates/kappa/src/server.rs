@@ -54,6 +54,10 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             "removed code packages left by an interrupted write"
         );
     }
+    let cgroups = match isolation {
+        Isolation::MountNamespace => Some(Arc::new(open_cgroups(data_dir.root())?)),
+        Isolation::UnsafeNone => None,
+    };
     let runtime = FunctionRuntime::start(
         functions.clone(),
         log_store.clone(),
@@ -67,6 +71,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             keep_alive: Duration::from_secs(config.keep_alive_secs),
             concurrency_limit: config.concurrency_limit,
             region: config.region.clone(),
+            cgroups,
         },
     )
     .context("preparing execution environments")?;
@@ -137,6 +142,24 @@ fn check_isolation(mode: IsolationMode) -> Result<Isolation> {
             Ok(Isolation::UnsafeNone)
         }
     }
+}
+
+/// This server's cgroups, named after its data directory so that a restart after a crash takes
+/// over (kills and removes) what the previous run left.
+fn open_cgroups(data_dir: &std::path::Path) -> Result<kappa_sandbox::CgroupManager> {
+    let canonical = data_dir
+        .canonicalize()
+        .unwrap_or_else(|_| data_dir.to_path_buf());
+    // FNV-1a: a stable, short name; not a security boundary.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in canonical.as_os_str().as_encoded_bytes() {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    let instance = format!("server-{hash:016x}");
+    kappa_sandbox::CgroupManager::new(&kappa_sandbox::CgroupConfig::new(instance)).context(
+        "isolating functions needs the memory, cpu and pids cgroup controllers (v1 or v2); pass --isolation unsafe-none to run functions WITHOUT isolation on this host",
+    )
 }
 
 fn spawn_retention(logs: LogsService) {

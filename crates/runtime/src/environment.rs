@@ -6,10 +6,13 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kappa_core::function::FunctionVersion;
-use kappa_sandbox::{Bind, Isolation, SandboxSpec};
+use kappa_sandbox::{
+    Bind, CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, SandboxSpec,
+};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
@@ -38,6 +41,8 @@ pub struct EnvironmentSettings {
     pub region: String,
     pub init_timeout: Duration,
     pub interpreters: Interpreters,
+    /// Per-environment cgroups (memory, pids), when the host provides them.
+    pub cgroups: Option<Arc<CgroupManager>>,
 }
 
 /// The result of one invocation in an environment.
@@ -65,6 +70,8 @@ pub struct ExecutionEnvironment {
     pid: Pid,
     exit: watch::Receiver<Exit>,
     tmp_dir: PathBuf,
+    /// The environment's cgroup: memory and pids limits, peak memory, OOM kills.
+    cgroup: Option<Arc<EnvironmentCgroup>>,
     /// Set when the directory outlives the environment (a reset hands it to the next one).
     keep_tmp: bool,
     /// Highest peak memory seen, so a runtime that died still has a figure.
@@ -188,6 +195,15 @@ impl ExecutionEnvironment {
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
         }
+        let cgroup = match &settings.cgroups {
+            Some(manager) => {
+                match create_cgroup(manager, &id, version.settings.memory_size).await {
+                    Ok(cgroup) => Some(cgroup),
+                    Err(message) => return Err(fail("Runtime.Unknown", message, &logs)),
+                }
+            }
+            None => None,
+        };
         let spec = SandboxSpec {
             isolation: settings.isolation,
             cover: if binds {
@@ -226,6 +242,7 @@ impl ExecutionEnvironment {
             env,
             hostname: format!("kappa-{}", &id[..12]),
             open_files_limit: OPEN_FILES_LIMIT,
+            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         };
         let spec_json = match spec.to_json() {
             Ok(json) => json,
@@ -294,6 +311,7 @@ impl ExecutionEnvironment {
             pid,
             exit,
             tmp_dir,
+            cgroup,
             keep_tmp: false,
             peak_memory_mb: 0,
             pending_init: None,
@@ -387,11 +405,12 @@ impl ExecutionEnvironment {
                 () = wait_exit(&mut exit_watch) => {
                     reusable = false;
                     let reason = exit_reason(*self.exit.borrow());
+                    let error_type = if self.oom_killed() { "Runtime.OutOfMemory" } else { "Runtime.ExitError" };
                     self.logs.drain().await;
                     self.logs.platform_line(&format!("RequestId: {request_id} Error: {reason}\n"));
-                    self.logs.platform_line("Runtime.ExitError\n");
-                    status_suffix = "\tStatus: error\tError Type: Runtime.ExitError".to_owned();
-                    (error_body("Runtime.ExitError", &request_id, &reason), true)
+                    self.logs.platform_line(&format!("{error_type}\n"));
+                    status_suffix = format!("\tStatus: error\tError Type: {error_type}");
+                    (error_body(error_type, &request_id, &reason), true)
                 }
                 () = tokio::time::sleep_until(deadline.into()) => {
                     reusable = false;
@@ -454,7 +473,16 @@ impl ExecutionEnvironment {
         self.peak_memory_mb
     }
 
+    /// The cgroup's peak (every process of the environment, page cache included) when there is
+    /// one, else the runtime process's own peak resident set.
     fn read_peak_memory_mb(&self) -> u64 {
+        if let Some(peak) = self
+            .cgroup
+            .as_ref()
+            .and_then(|c| c.peak_memory_bytes().ok())
+        {
+            return peak.div_ceil(1024 * 1024);
+        }
         let status =
             std::fs::read_to_string(format!("/proc/{}/status", self.pid)).unwrap_or_default();
         let kb = status
@@ -483,6 +511,13 @@ impl ExecutionEnvironment {
 
     fn kill(&self) {
         let _ = killpg(self.pid, Signal::SIGKILL);
+    }
+
+    /// Whether the kernel's OOM killer ended a process of this environment.
+    fn oom_killed(&self) -> bool {
+        self.cgroup
+            .as_ref()
+            .is_some_and(|c| c.oom_killed().unwrap_or(false))
     }
 
     /// SIGTERM, then SIGKILL if the runtime has not exited within `grace`.
@@ -536,6 +571,16 @@ impl InitFailure<'_> {
 
 impl Drop for ExecutionEnvironment {
     fn drop(&mut self) {
+        // Removing a cgroup kills what is left in it and may wait for the kernel: not on an
+        // async worker thread.
+        if let Some(cgroup) = self.cgroup.take() {
+            match tokio::runtime::Handle::try_current() {
+                Ok(handle) => {
+                    handle.spawn_blocking(move || drop(cgroup));
+                }
+                Err(_) => drop(cgroup),
+            }
+        }
         if self.is_alive() {
             self.kill();
         }
@@ -543,6 +588,29 @@ impl Drop for ExecutionEnvironment {
             let _ = std::fs::remove_dir_all(&self.tmp_dir);
         }
     }
+}
+
+/// Make the environment's cgroup: memory exactly MemorySize, Lambda's process limit. The CPU
+/// quota is lifted (see `docs/ARCHITECTURE.md`): the proportional share is not applied yet.
+async fn create_cgroup(
+    manager: &Arc<CgroupManager>,
+    id: &str,
+    memory_size: u32,
+) -> Result<Arc<EnvironmentCgroup>, String> {
+    let manager = Arc::clone(manager);
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let limits = EnvironmentLimits::for_memory_size(u64::from(memory_size));
+        let cgroup = manager
+            .create(&id, &limits)
+            .map_err(|e| format!("creating the cgroup: {e}"))?;
+        cgroup
+            .set_cpu_quota(None)
+            .map_err(|e| format!("configuring the cgroup: {e}"))?;
+        Ok(Arc::new(cgroup))
+    })
+    .await
+    .map_err(|e| format!("creating the cgroup: {e}"))?
 }
 
 /// Resolves once the runtime process has exited.

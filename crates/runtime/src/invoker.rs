@@ -39,6 +39,8 @@ pub struct RuntimeSettings {
     pub keep_alive: Duration,
     pub concurrency_limit: u32,
     pub region: String,
+    /// Per-environment cgroups; `None` runs environments without resource limits.
+    pub cgroups: Option<Arc<kappa_sandbox::CgroupManager>>,
 }
 
 /// Runs functions: the `Invoker` behind the Invoke API.
@@ -83,6 +85,7 @@ impl FunctionRuntime {
                 region: settings.region,
                 init_timeout: settings.init_timeout,
                 interpreters: Interpreters::new(settings.python, settings.node),
+                cgroups: settings.cgroups,
             },
             writer: LogWriter::start(logs),
             keep_alive: settings.keep_alive,

@@ -61,6 +61,8 @@ pub enum SandboxError {
     Nul(#[from] std::ffi::NulError),
     #[error("the spec has no program to run")]
     NoProgram,
+    #[error("joining the environment's cgroup")]
+    Cgroup(#[source] crate::CgroupError),
     #[error("installing the seccomp filter")]
     Seccomp(#[source] crate::SeccompError),
     #[error("executing {program}")]
@@ -73,6 +75,10 @@ pub enum SandboxError {
 
 /// Build the sandbox described by `spec` and replace this process with its runtime.
 pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+    // First, before anything can fork: every process of the environment is in its cgroup.
+    if !spec.cgroup_procs.is_empty() {
+        crate::join_cgroup(&spec.cgroup_procs).map_err(SandboxError::Cgroup)?;
+    }
     if spec.isolation == Isolation::MountNamespace {
         unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
             .map_err(SandboxError::Unshare)?;

@@ -39,6 +39,9 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// `RLIMIT_NOFILE` of the runtime (Lambda: 1024).
     pub open_files_limit: u64,
+    /// The environment's `cgroup.procs` files, joined first so nothing escapes the limits.
+    #[serde(default)]
+    pub cgroup_procs: Vec<PathBuf>,
 }
 
 impl SandboxSpec {

@@ -201,6 +201,13 @@ impl Group {
         }
     }
 
+    pub(super) fn set_cpu_quota(&self, quota_us: Option<u64>) -> Result<(), CgroupError> {
+        match self {
+            Self::V1 { cpu, .. } => v1::set_cpu_quota(cpu, quota_us),
+            Self::V2 { dir } => v2::set_cpu_quota(dir, quota_us),
+        }
+    }
+
     /// The kernel's peak memory figure if it keeps one, and the memory in use now.
     pub(super) fn memory_usage(&self) -> Result<(Option<u64>, u64), CgroupError> {
         match self {

@@ -299,6 +299,13 @@ impl EnvironmentCgroup {
             .collect())
     }
 
+    /// Lift the hard CPU quota (`None`), or set it back to `limits`' share. Lambda lets the
+    /// init phase run at full speed and holds invocations to the share their memory buys.
+    pub fn set_cpu_quota(&self, limits: Option<&EnvironmentLimits>) -> Result<(), CgroupError> {
+        self.group
+            .set_cpu_quota(limits.map(EnvironmentLimits::cpu_quota_us))
+    }
+
     /// The most memory the group has used since it was made, in bytes (REPORT's Max Memory
     /// Used). Where the kernel keeps no peak (v2 before Linux 5.19) it is the highest use seen at
     /// any call, so call it at the end of each invocation.

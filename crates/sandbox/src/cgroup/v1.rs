@@ -84,6 +84,12 @@ pub(super) fn apply_limits(
     fs::write(&pids.join("pids.max"), &limits.pids_max.to_string())
 }
 
+/// Set or lift (`None`) the hard CPU quota, in microseconds per period.
+pub(super) fn set_cpu_quota(cpu: &Path, quota_us: Option<u64>) -> Result<(), CgroupError> {
+    let value = quota_us.map_or_else(|| "-1".to_owned(), |q| q.to_string());
+    fs::write(&cpu.join("cpu.cfs_quota_us"), &value)
+}
+
 pub(super) fn peak_memory(memory: &Path) -> Result<u64, CgroupError> {
     fs::read_u64(&memory.join("memory.max_usage_in_bytes"))
 }

@@ -59,6 +59,12 @@ pub(super) fn apply_limits(dir: &Path, limits: &EnvironmentLimits) -> Result<(),
     fs::write(&dir.join("pids.max"), &limits.pids_max.to_string())
 }
 
+/// Set or lift (`None`) the hard CPU quota, in microseconds per period.
+pub(super) fn set_cpu_quota(dir: &Path, quota_us: Option<u64>) -> Result<(), CgroupError> {
+    let quota = quota_us.map_or_else(|| "max".to_owned(), |q| q.to_string());
+    fs::write(&dir.join("cpu.max"), &format!("{quota} {CPU_PERIOD_US}"))
+}
+
 /// The group's highest memory use, if the kernel keeps it (`memory.peak`, Linux 5.19+).
 pub(super) fn peak_memory(dir: &Path) -> Result<Option<u64>, CgroupError> {
     let path = dir.join("memory.peak");
