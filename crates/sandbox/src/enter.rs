@@ -19,7 +19,7 @@ use crate::spec::{Isolation, SandboxSpec};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error("entering new mount, UTS and IPC namespaces")]
+    #[error("entering new mount, UTS, IPC and PID namespaces")]
     Unshare(#[source] nix::Error),
     #[error("setting the host name")]
     Hostname(#[source] nix::Error),
@@ -65,6 +65,8 @@ pub enum SandboxError {
     Cgroup(#[source] crate::CgroupError),
     #[error("installing the seccomp filter")]
     Seccomp(#[source] crate::SeccompError),
+    #[error("starting the PID namespace's init")]
+    PidNamespace(#[source] nix::Error),
     #[error("executing {program}")]
     Exec {
         program: String,
@@ -80,11 +82,23 @@ pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
         crate::join_cgroup(&spec.cgroup_procs).map_err(SandboxError::Cgroup)?;
     }
     if spec.isolation == Isolation::MountNamespace {
-        unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC)
-            .map_err(SandboxError::Unshare)?;
+        unshare(
+            CloneFlags::CLONE_NEWNS
+                | CloneFlags::CLONE_NEWUTS
+                | CloneFlags::CLONE_NEWIPC
+                | CloneFlags::CLONE_NEWPID,
+        )
+        .map_err(SandboxError::Unshare)?;
         nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
         build_mounts(spec)?;
+        // The runtime is started by the namespace's own init, which never returns here.
+        return crate::pid_namespace::run(spec);
     }
+    exec_runtime(spec)
+}
+
+/// Apply the last per-process settings and replace this process with the runtime.
+pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
     setrlimit(
         Resource::RLIMIT_NOFILE,
         spec.open_files_limit,

@@ -11,6 +11,7 @@
 //! PID, network, user namespaces, cgroups and seccomp come with the sandbox issue.
 
 mod enter;
+mod pid_namespace;
 mod spec;
 
 pub use enter::{SandboxError, enter};

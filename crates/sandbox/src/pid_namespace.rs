@@ -1,0 +1,122 @@
+//! The environment's PID namespace: the runtime sees only its own processes.
+//!
+//! After `unshare(CLONE_NEWPID)` the next child of `__sandbox-init` is pid 1 of the new
+//! namespace. Three processes result:
+//!
+//! - the **relay** (the original `__sandbox-init`, the pid the server watches) waits for the
+//!   namespace init and exits as the runtime did — with its exit code, or killed by its signal —
+//!   so the server reports `exit status 1` or `signal: killed` as before;
+//! - the **namespace init** (pid 1 inside) mounts a fresh `/proc`, starts the runtime, reaps every
+//!   orphan (as an init must) and reports how the runtime ended through a pipe;
+//! - the **runtime** (pid 2 inside) is exec'd as without a PID namespace.
+//!
+//! All three share the server-side process group and the environment's cgroup, so killing
+//! either ends them all.
+
+use std::convert::Infallible;
+use std::io::{Read, Write};
+
+use nix::mount::{MsFlags, mount};
+use nix::sys::signal::{SigHandler, Signal, kill, signal};
+use nix::sys::wait::{WaitStatus, waitpid};
+use nix::unistd::{ForkResult, Pid, fork, getpid};
+
+use crate::enter::{SandboxError, exec_runtime};
+use crate::spec::SandboxSpec;
+
+/// Start the namespace's init and relay its outcome; returns only on failure to start it.
+pub(crate) fn run(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+    let (report_read, report_write) = std::io::pipe().map_err(|e| {
+        SandboxError::PidNamespace(nix::Error::try_from(e).unwrap_or(nix::Error::EIO))
+    })?;
+    // SAFETY: `__sandbox-init` is single-threaded (it runs before any runtime or thread is
+    // started), so the child may run any code after `fork`.
+    match unsafe { fork() }.map_err(SandboxError::PidNamespace)? {
+        ForkResult::Parent { child } => {
+            drop(report_write);
+            relay(child, report_read)
+        }
+        ForkResult::Child => {
+            drop(report_read);
+            namespace_init(spec, report_write)
+        }
+    }
+}
+
+/// Outer process: wait for the namespace init, then end the way the runtime ended.
+fn relay(init: Pid, mut report: std::io::PipeReader) -> ! {
+    // The server's SIGTERM is for the runtime (it shares our process group); the relay must
+    // outlive it to report how the runtime ended.
+    for stop in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
+        // SAFETY: installing SIG_IGN runs no handler code; this process is single-threaded.
+        let _ = unsafe { signal(stop, SigHandler::SigIgn) };
+    }
+    let init_status = loop {
+        match waitpid(init, None) {
+            Ok(status) => break status,
+            Err(nix::Error::EINTR) => {}
+            Err(_) => std::process::exit(125),
+        }
+    };
+    let mut outcome = [0u8; 2];
+    let reported = report.read_exact(&mut outcome).is_ok();
+    match (reported, outcome[0], init_status) {
+        (true, b'x', _) => std::process::exit(i32::from(outcome[1])),
+        (true, b's', _) => die_by(i32::from(outcome[1])),
+        (_, _, WaitStatus::Exited(_, code)) => std::process::exit(code),
+        (_, _, WaitStatus::Signaled(_, killer, _)) => die_by(killer as i32),
+        _ => std::process::exit(125),
+    }
+}
+
+/// End this process with `signal`, as the runtime ended.
+fn die_by(signal_number: i32) -> ! {
+    if let Ok(killer) = Signal::try_from(signal_number) {
+        // SAFETY: restoring the default disposition runs no handler code.
+        let _ = unsafe { signal(killer, SigHandler::SigDfl) };
+        let _ = kill(getpid(), killer);
+    }
+    std::process::exit(128 + signal_number)
+}
+
+/// Pid 1 of the namespace: mount `/proc`, start the runtime, reap until it ends, report.
+fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
+    let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), proc_flags, None::<&str>) {
+        eprintln!("kappa: mounting /proc for the environment failed: {err}");
+        std::process::exit(125);
+    }
+    // SAFETY: still single-threaded (this is the first child of a single-threaded process).
+    let runtime = match unsafe { fork() } {
+        Ok(ForkResult::Child) => {
+            drop(report);
+            match exec_runtime(spec) {
+                Ok(never) => match never {},
+                Err(err) => {
+                    eprintln!("kappa: starting the runtime failed: {err}");
+                    std::process::exit(127);
+                }
+            }
+        }
+        Ok(ForkResult::Parent { child }) => child,
+        Err(err) => {
+            eprintln!("kappa: starting the runtime failed: {err}");
+            std::process::exit(125);
+        }
+    };
+    loop {
+        match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(pid, code)) if pid == runtime => {
+                let _ = report.write_all(&[b'x', u8::try_from(code).unwrap_or(u8::MAX)]);
+                std::process::exit(0);
+            }
+            Ok(WaitStatus::Signaled(pid, killer, _)) if pid == runtime => {
+                let _ = report.write_all(&[b's', u8::try_from(killer as i32).unwrap_or(9)]);
+                std::process::exit(0);
+            }
+            // An orphan reaped, or an interrupted wait: keep waiting for the runtime.
+            Ok(_) | Err(nix::Error::EINTR) => {}
+            Err(_) => std::process::exit(125),
+        }
+    }
+}
