@@ -63,6 +63,8 @@ pub enum SandboxError {
     NoProgram,
     #[error("joining the environment's cgroup")]
     Cgroup(#[source] crate::CgroupError),
+    #[error("dropping capabilities")]
+    Capabilities(#[source] crate::CapabilityError),
     #[error("installing the seccomp filter")]
     Seccomp(#[source] crate::SeccompError),
     #[error("starting the PID namespace's init")]
@@ -121,6 +123,9 @@ pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxErro
         .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;
     let path = CString::new(program.as_bytes())?;
+    if spec.isolation == Isolation::MountNamespace {
+        crate::drop_all_capabilities().map_err(SandboxError::Capabilities)?;
+    }
     // Last: the filter refuses the calls the setup above needed.
     crate::install_seccomp().map_err(SandboxError::Seccomp)?;
     match execve(&path, &argv, &env) {

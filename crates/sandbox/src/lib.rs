@@ -10,10 +10,12 @@
 //! read-only), `/opt` shows the layers (read-only) and `/tmp` is the environment's own directory.
 //! PID, network, user namespaces, cgroups and seccomp come with the sandbox issue.
 
+mod capabilities;
 mod enter;
 mod pid_namespace;
 mod spec;
 
+pub use capabilities::{CapabilityError, drop_all_capabilities};
 pub use enter::{SandboxError, enter};
 pub use spec::{Bind, Isolation, SandboxSpec};
 mod cgroup;

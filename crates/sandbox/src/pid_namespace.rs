@@ -82,7 +82,13 @@ fn die_by(signal_number: i32) -> ! {
 /// Pid 1 of the namespace: mount `/proc`, start the runtime, reap until it ends, report.
 fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
     let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    if let Err(err) = mount(Some("proc"), "/proc", Some("proc"), proc_flags, None::<&str>) {
+    if let Err(err) = mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        proc_flags,
+        None::<&str>,
+    ) {
         eprintln!("kappa: mounting /proc for the environment failed: {err}");
         std::process::exit(125);
     }
