@@ -399,7 +399,8 @@ impl LogsService {
                 }
             }
             if found.len() == limit || exhausted {
-                let more = found.len() == limit && !exhausted || found.len() == limit;
+                // A full page may have more after it; a short one ends the scan.
+                let more = found.len() == limit;
                 let next_token = if more {
                     after.map(|id| format!("f/{id}"))
                 } else {
