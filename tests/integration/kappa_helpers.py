@@ -890,3 +890,82 @@ def aws_cli(endpoint_url: str, home: Path, *args: str, check: bool = True, timeo
         return proc
     assert proc.returncode == 0, f"{' '.join(args)} -> exit {proc.returncode}\nstdout:{proc.stdout}\nstderr:{proc.stderr}"
     return json.loads(proc.stdout) if proc.stdout.strip() else None
+
+
+# --------------------------------------------------------------------------------------------
+# Sandbox: the server's cgroups, seen from the host
+
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_PARENT = "kappa"
+CGROUP_V1_CONTROLLERS = ("memory", "pids", "cpu")
+
+
+def cgroup_v2() -> bool:
+    return (CGROUP_ROOT / "cgroup.controllers").exists()
+
+
+def cgroup_instance_name(data_dir: Path) -> str:
+    """The name of a server's cgroup: `server-<FNV-1a 64 of the canonical data dir>`, stable
+    across restarts on the same data dir (crates/kappa/src/server.rs, open_cgroups)."""
+    value = 0xCBF29CE484222325
+    for byte in os.fsencode(os.path.realpath(data_dir)):
+        value ^= byte
+        value = (value * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"server-{value:016x}"
+
+
+def cgroup_dirs(instance: str, env_id: str | None = None) -> list[Path]:
+    """Every directory of a server's group (or of one of its environments' groups): one per
+    controller on cgroup v1, one on v2. Only those that exist are returned."""
+    relative = Path(CGROUP_PARENT) / instance
+    if env_id is not None:
+        relative = relative / env_id
+    if cgroup_v2():
+        candidates = [CGROUP_ROOT / relative]
+    else:
+        candidates = [CGROUP_ROOT / c / relative for c in CGROUP_V1_CONTROLLERS]
+    return [p for p in candidates if p.is_dir()]
+
+
+def cgroup_env_ids(instance: str) -> set[str]:
+    """The environment groups currently under a server's group (in any controller)."""
+    found = set()
+    for directory in cgroup_dirs(instance):
+        found.update(p.name for p in directory.iterdir() if p.is_dir())
+    return found
+
+
+def cgroup_procs(directory: Path) -> list[int]:
+    """Pids in a cgroup directory ([] if it is gone)."""
+    try:
+        text = (directory / "cgroup.procs").read_text()
+    except OSError:
+        return []
+    return [int(line) for line in text.split()]
+
+
+def env_id_from_stream(stream: str) -> str:
+    """The environment id: the suffix of AWS_LAMBDA_LOG_STREAM_NAME after `]`."""
+    match = LOG_STREAM_RE.match(stream)
+    assert match, f"log stream name {stream!r} does not look like Lambda's"
+    return match.group(4)
+
+
+def process_start_time(pid: int) -> int | None:
+    """The start time (clock ticks since boot) of a live, non-zombie process, else None: with the
+    pid it identifies a process even if the pid is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None
+    return int(fields[19])
+
+
+def surviving(processes: dict[int, int | None]) -> list[int]:
+    """Which of `processes` (pid -> start time from process_start_time) still run."""
+    return [pid for pid, started in processes.items()
+            if started is not None and process_start_time(pid) == started]

@@ -197,6 +197,12 @@ fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
             remount_read_only(&bind.target, MsFlags::MS_BIND).map_err(bind_error)?;
         }
     }
+    // /sys read-only, every mount below it included (the host's cgroup hierarchies live there
+    // and a uid-0 runtime could otherwise rewrite its own limits).
+    read_only_tree(Path::new("/sys")).map_err(|source| SandboxError::Cover {
+        path: PathBuf::from("/sys"),
+        source,
+    })?;
     for dir in &spec.cover {
         remount_read_only(dir, MsFlags::empty()).map_err(|source| SandboxError::Cover {
             path: dir.clone(),
@@ -204,6 +210,51 @@ fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
         })?;
     }
     Ok(())
+}
+
+/// Bind the tree at `root` onto itself and make it and every mount below it read-only.
+fn read_only_tree(root: &Path) -> nix::Result<()> {
+    mount(
+        Some(root),
+        root,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|_| nix::Error::EIO)?;
+    let mut targets: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(|point| PathBuf::from(unescape_mount_point(point)))
+        .filter(|point| point.starts_with(root))
+        .collect();
+    targets.sort();
+    targets.dedup();
+    for target in targets {
+        remount_read_only(&target, MsFlags::MS_BIND)?;
+    }
+    Ok(())
+}
+
+/// Mount points in mountinfo escape space, tab, newline and backslash as octal (`\040`).
+fn unescape_mount_point(field: &str) -> String {
+    field
+        .replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Bind `path` onto itself and make that bind read-only.
+pub(crate) fn bind_read_only(path: &Path) -> nix::Result<()> {
+    mount(
+        Some(path),
+        path,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )?;
+    remount_read_only(path, MsFlags::MS_BIND)
 }
 
 fn remount_read_only(target: &Path, extra: MsFlags) -> nix::Result<()> {

@@ -24,6 +24,16 @@ use nix::unistd::{ForkResult, Pid, fork, getpid};
 use crate::enter::{SandboxError, exec_runtime};
 use crate::spec::SandboxSpec;
 
+/// Parts of `/proc` that change the whole host (sysctls, SysRq, IRQ affinity, bus and
+/// filesystem settings): made read-only as container runtimes do.
+const PROC_READ_ONLY: [&str; 5] = [
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+    "/proc/irq",
+    "/proc/bus",
+    "/proc/fs",
+];
+
 /// Start the namespace's init and relay its outcome; returns only on failure to start it.
 pub(crate) fn run(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
     let (report_read, report_write) = std::io::pipe().map_err(|e| {
@@ -91,6 +101,16 @@ fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
     ) {
         eprintln!("kappa: mounting /proc for the environment failed: {err}");
         std::process::exit(125);
+    }
+    // The runtime is still uid 0: host-wide kernel knobs under /proc stay read-only to it.
+    for path in PROC_READ_ONLY {
+        let path = std::path::Path::new(path);
+        if path.exists()
+            && let Err(err) = crate::enter::bind_read_only(path)
+        {
+            eprintln!("kappa: making {} read-only failed: {err}", path.display());
+            std::process::exit(125);
+        }
     }
     // SAFETY: still single-threaded (this is the first child of a single-threaded process).
     let runtime = match unsafe { fork() } {
