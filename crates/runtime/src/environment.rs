@@ -600,7 +600,12 @@ async fn create_cgroup(
     let manager = Arc::clone(manager);
     let id = id.to_owned();
     tokio::task::spawn_blocking(move || {
-        let limits = EnvironmentLimits::for_memory_size(u64::from(memory_size));
+        // CPU in proportion to memory is not applied yet: the share of one full CPU (the
+        // default weight) and no quota, so environments compete with the server as equals.
+        let limits = EnvironmentLimits {
+            cpu_millis: 1000,
+            ..EnvironmentLimits::for_memory_size(u64::from(memory_size))
+        };
         let cgroup = manager
             .create(&id, &limits)
             .map_err(|e| format!("creating the cgroup: {e}"))?;
