@@ -140,11 +140,7 @@ impl EventInvokeConfigService {
             ));
         }
         let config = self.validated(&function, input, None).await?;
-        self.store
-            .put_config(&function, &qualifier, &config)
-            .await
-            .map_err(ServiceError::internal)?;
-        Ok(self.shape(&function, &qualifier, &config))
+        self.save(&function, &qualifier, &config).await
     }
 
     pub async fn update(
@@ -165,11 +161,20 @@ impl EventInvokeConfigService {
             return Err(self.missing(&function, &qualifier));
         };
         let config = self.validated(&function, input, Some(&current)).await?;
+        self.save(&function, &qualifier, &config).await
+    }
+
+    async fn save(
+        &self,
+        function: &str,
+        qualifier: &str,
+        config: &EventInvokeConfig,
+    ) -> Result<FunctionEventInvokeConfig, ServiceError> {
         self.store
-            .put_config(&function, &qualifier, &config)
+            .put_config(function, qualifier, config)
             .await
             .map_err(ServiceError::internal)?;
-        Ok(self.shape(&function, &qualifier, &config))
+        Ok(self.shape(function, qualifier, config))
     }
 
     pub async fn get(
