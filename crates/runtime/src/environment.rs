@@ -174,6 +174,8 @@ impl ExecutionEnvironment {
                 &logs,
             ));
         }
+        // Removed again if the environment never starts; handed to the environment otherwise.
+        let tmp_guard = TmpDirGuard(Some(tmp_dir.clone()));
         let interpreter_dir = argv
             .first()
             .and_then(|p| std::path::Path::new(p).parent())
@@ -304,6 +306,7 @@ impl ExecutionEnvironment {
             exit_tx.send_replace(Exit::Exited(code, signal));
         });
 
+        tmp_guard.disarm();
         let mut environment = Self {
             id,
             api,
@@ -533,6 +536,24 @@ impl ExecutionEnvironment {
             }
         }
         self.pending_init = None;
+    }
+}
+
+/// Deletes an environment's `/tmp` directory unless disarmed: a start that fails before the
+/// environment exists leaves nothing behind.
+struct TmpDirGuard(Option<PathBuf>);
+
+impl TmpDirGuard {
+    fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for TmpDirGuard {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
