@@ -189,6 +189,18 @@ async fn health_status(address: SocketAddr) -> Option<StatusCode> {
 }
 
 /// A loopback port nothing listens on right now, found by binding port 0 and letting it go.
+/// The `kappa` binary to benchmark (`explicit`, or the one built beside this executable) and
+/// the cargo target directory this executable lives in.
+pub fn kappa_and_target_dir(explicit: Option<PathBuf>) -> Result<(PathBuf, PathBuf)> {
+    let exe = std::env::current_exe().context("finding this executable")?;
+    let (Some(exe_dir), Some(target_dir)) = (exe.parent(), exe.parent().and_then(Path::parent))
+    else {
+        bail!("{} is not in a cargo target directory", exe.display());
+    };
+    let kappa_bin = explicit.unwrap_or_else(|| exe_dir.join("kappa"));
+    Ok((kappa_bin, target_dir.to_path_buf()))
+}
+
 pub fn free_loopback_address() -> Result<SocketAddr> {
     let listener =
         TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("finding a free loopback port")?;

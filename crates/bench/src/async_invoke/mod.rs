@@ -13,7 +13,7 @@ mod table;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{Context, Result, ensure};
+use anyhow::{Result, ensure};
 use clap::Args;
 use clap::builder::RangedU64ValueParser;
 
@@ -57,15 +57,8 @@ pub struct AsyncArgs {
 }
 
 pub async fn run(args: AsyncArgs) -> Result<()> {
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let (Some(exe_dir), Some(target_dir)) = (exe.parent(), exe.parent().and_then(Path::parent))
-    else {
-        anyhow::bail!("{} is not in a cargo target directory", exe.display());
-    };
-    let kappa_bin = args
-        .kappa_bin
-        .clone()
-        .unwrap_or_else(|| exe_dir.join("kappa"));
+    let (kappa_bin, target_dir) =
+        crate::server_process::kappa_and_target_dir(args.kappa_bin.clone())?;
     let function_bin = args.function_bin.clone().unwrap_or_else(|| {
         target_dir
             .join("bench-fixtures")

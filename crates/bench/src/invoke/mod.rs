@@ -83,15 +83,8 @@ pub struct BenchFunction {
 }
 
 pub async fn run(args: InvokeArgs) -> Result<()> {
-    let exe = std::env::current_exe().context("finding this executable")?;
-    let (Some(exe_dir), Some(target_dir)) = (exe.parent(), exe.parent().and_then(Path::parent))
-    else {
-        anyhow::bail!("{} is not in a cargo target directory", exe.display());
-    };
-    let kappa_bin = args
-        .kappa_bin
-        .clone()
-        .unwrap_or_else(|| exe_dir.join("kappa"));
+    let (kappa_bin, target_dir) =
+        crate::server_process::kappa_and_target_dir(args.kappa_bin.clone())?;
     let rie_bin = args
         .rie_bin
         .clone()
