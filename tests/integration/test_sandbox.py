@@ -117,6 +117,14 @@ def probe(event):
         "write_opt": os_error(lambda: write_file("/opt/x")),
         "tmp_ok": tmp_ok,
         "stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
+        "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
+        "user": __import__("pwd").getpwuid(os.getuid()).pw_name,
+        "runtime_api": os.environ.get("AWS_LAMBDA_RUNTIME_API"),
+        "interfaces": [name for _, name in socket.if_nameindex()],
+        "root": sorted(os.listdir("/")),
+        "dev": sorted(os.listdir("/dev")),
+        "write_root": os_error(lambda: write_file("/x")),
+        "write_etc": os_error(lambda: write_file("/etc/passwd", b"x")),
     }
 
 
@@ -392,8 +400,10 @@ def test_namespace_and_mount_syscalls_are_denied(probe, call_name):
     assert probe[call_name] == "EPERM", {k: probe[k] for k in ("mount", "umount", "unshare_ns", "unshare_user", "chroot", "ptrace")}
 
 
-def test_var_holds_only_task_and_runtime(probe):
-    assert set(probe["var"]) == {"runtime", "task"}, probe["var"]
+def test_var_holds_only_task_runtime_and_lang(probe):
+    # /var/lang (Lambda's interpreter prefix) appears when the host keeps the interpreter outside
+    # its system directories (pyenv, say).
+    assert {"runtime", "task"} <= set(probe["var"]) <= {"runtime", "task", "lang"}, probe["var"]
 
 
 def test_host_data_dir_under_var_is_invisible(client, probe_fn, server):
@@ -652,13 +662,43 @@ def test_restart_after_sigkill_removes_the_previous_runs_cgroups(server_factory,
 # Not done yet (issue 7): Lambda's behaviour, expected to fail until the sandbox gets there
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7: functions run as root (uid 0), not an unprivileged user")
 def test_runs_as_an_unprivileged_user(probe):
     uids = probe["status"]["Uid"].split()
     assert uids and all(uid != "0" for uid in uids), probe["status"]
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7: no network namespace: the host's loopback is reachable")
+def test_runs_as_lambdas_sandbox_user(probe):
+    # Lambda's sbx_user1051: uid 993, gid 990, no supplementary groups.
+    assert probe["ids"] == [993, 993, 990, 990, []], probe["ids"]
+    assert probe["user"] == "sbx_user1051"
+
+
+def test_root_holds_only_lambdas_layout(probe):
+    allowed = {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "opt", "proc", "sbin", "tmp", "usr",
+               "var"}
+    assert {"dev", "etc", "proc", "tmp", "usr", "var", "opt"} <= set(probe["root"]) <= allowed, probe["root"]
+
+
+@pytest.mark.parametrize("where", ["write_root", "write_etc"])
+def test_root_and_etc_are_read_only(probe, where):
+    assert probe[where] == "EROFS", probe[where]
+
+
+def test_dev_is_minimal(probe):
+    allowed = {"null", "zero", "full", "random", "urandom", "tty", "fd", "stdin", "stdout", "stderr"}
+    assert {"null", "zero", "urandom"} <= set(probe["dev"]) <= allowed, probe["dev"]
+
+
+def test_host_home_directories_do_not_exist(client, probe_fn):
+    seen = call(client, probe_fn, op="exists", paths=["/root", "/home", "/srv", "/etc/shadow", "/etc/sudoers"])
+    assert not any(seen.values()), seen
+
+
+def test_runtime_api_is_at_lambdas_address_in_an_own_network(probe):
+    assert probe["runtime_api"] == "127.0.0.1:9001"
+    assert probe["interfaces"] == ["lo"], probe["interfaces"]
+
+
 def test_host_loopback_is_unreachable(client, probe_fn, server):
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         listener.bind(("127.0.0.1", 0))
@@ -668,7 +708,22 @@ def test_host_loopback_is_unreachable(client, probe_fn, server):
     assert "connected" not in reached.values(), reached
 
 
-@pytest.mark.xfail(strict=True, reason="issue 7: uid 0 and no pivot_root: the host's /etc/shadow is readable")
+def test_host_network_mode_reaches_the_hosts_loopback(server_factory, tmp_path):
+    """`--function-network host`: the documented opt-in for functions that call local services."""
+    srv = server_factory(tmp_path / "data", env={"KAPPA_FUNCTION_NETWORK": "host"})
+    host_client = srv.client()
+    name = make_probe(host_client, "sandbox-hostnet")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        reached = call(host_client, name, op="connect", ports=[port])
+    assert reached == {str(port): "connected"}, reached
+    report = call(host_client, name, op="probe")
+    assert report["runtime_api"] != "127.0.0.1:9001" and report["runtime_api"].startswith("127.0.0.1:")
+    assert report["ids"][0] == 993, report["ids"]
+
+
 def test_host_shadow_file_is_unreadable(client, probe_fn):
     shadow = Path("/etc/shadow")
     if not shadow.exists():

@@ -36,6 +36,11 @@ pub struct ServerArgs {
     /// How environments are isolated: `namespace` (needs root) or `unsafe-none` [default: namespace]
     #[arg(long, env = "KAPPA_ISOLATION")]
     pub isolation: Option<IsolationMode>,
+    /// Network of functions: `isolated` (own namespace, loopback only: no outbound access, the
+    /// host unreachable) or `host` (the host's network, its loopback services included)
+    /// [default: isolated]
+    #[arg(long, env = "KAPPA_FUNCTION_NETWORK")]
+    pub function_network: Option<FunctionNetwork>,
     /// Seconds an idle environment stays warm [default: 300]
     #[arg(long, env = "KAPPA_KEEP_ALIVE_SECS")]
     pub keep_alive_secs: Option<u64>,
@@ -50,7 +55,7 @@ pub struct ServerArgs {
     #[arg(long, env = "KAPPA_ASYNC_RETRY_DELAY_SECS")]
     pub async_retry_delay_secs: Option<u64>,
     /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
-    /// isolation, keep_alive_secs, python, node, async_retry_delay_secs
+    /// isolation, function_network, keep_alive_secs, python, node, async_retry_delay_secs
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -66,6 +71,17 @@ pub enum IsolationMode {
     UnsafeNone,
 }
 
+/// The network functions see (with `--isolation namespace`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FunctionNetwork {
+    /// A network namespace per environment with only its loopback: the Runtime API at
+    /// 127.0.0.1:9001, no route to the host or anywhere else.
+    Isolated,
+    /// The host's network: outbound access and the host's loopback services, as the server.
+    Host,
+}
+
 /// The settings file; every key is optional.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -76,6 +92,7 @@ struct FileConfig {
     account_id: Option<String>,
     concurrency_limit: Option<u32>,
     isolation: Option<IsolationMode>,
+    function_network: Option<FunctionNetwork>,
     keep_alive_secs: Option<u64>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
@@ -91,6 +108,7 @@ pub struct ServerConfig {
     pub account_id: String,
     pub concurrency_limit: u32,
     pub isolation: IsolationMode,
+    pub function_network: FunctionNetwork,
     pub keep_alive_secs: u64,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
@@ -136,6 +154,10 @@ impl ServerConfig {
                 .isolation
                 .or(file.isolation)
                 .unwrap_or(IsolationMode::Namespace),
+            function_network: args
+                .function_network
+                .or(file.function_network)
+                .unwrap_or(FunctionNetwork::Isolated),
             keep_alive_secs: args
                 .keep_alive_secs
                 .or(file.keep_alive_secs)

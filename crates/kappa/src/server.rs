@@ -12,9 +12,10 @@ use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
 use kappa_runtime::{AsyncSettings, FunctionRuntime, Invocations, Isolation, RuntimeSettings};
+use kappa_sandbox::SandboxNetwork;
 use kappa_store::{FsCodeBlobs, SqliteAsyncStore, SqliteLogStore, SqliteStore};
 
-use crate::config::{IsolationMode, ServerConfig};
+use crate::config::{FunctionNetwork, IsolationMode, ServerConfig};
 use crate::data_dir::DataDir;
 
 /// The init phase limit of Lambda's on-demand environments.
@@ -65,6 +66,10 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             data_dir: data_dir.root().to_path_buf(),
             init_program: std::env::current_exe().context("locating the kappa executable")?,
             isolation,
+            network: match config.function_network {
+                FunctionNetwork::Isolated => SandboxNetwork::Isolated,
+                FunctionNetwork::Host => SandboxNetwork::Host,
+            },
             python: config.python.clone(),
             node: config.node.clone(),
             init_timeout: INIT_TIMEOUT,

@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 
 use kappa_core::function::FunctionVersion;
 use kappa_sandbox::{
-    Bind, CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, SandboxSpec,
+    Bind, CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, RUNTIME_API_ADDRESS,
+    SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec,
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -32,6 +33,8 @@ pub struct EnvironmentSettings {
     /// The `kappa` executable, run as `kappa __sandbox-init`.
     pub init_program: PathBuf,
     pub isolation: Isolation,
+    /// The network isolated environments get.
+    pub network: SandboxNetwork,
     /// Where environments keep their `/tmp` (one directory each).
     pub environments_dir: PathBuf,
     /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
@@ -81,6 +84,21 @@ pub struct ExecutionEnvironment {
     memory_size: u32,
     version: String,
     pub last_used: Instant,
+}
+
+/// Take the Runtime API listener `__sandbox-init` made in the environment's network namespace
+/// and serve on it.
+async fn receive_runtime_api(
+    channel: std::os::unix::net::UnixStream,
+    limit: Duration,
+) -> std::io::Result<RuntimeApiHandle> {
+    channel.set_read_timeout(Some(limit))?;
+    let listener =
+        tokio::task::spawn_blocking(move || kappa_sandbox::receive_runtime_api_listener(&channel))
+            .await
+            .map_err(std::io::Error::other)??;
+    listener.set_nonblocking(true)?;
+    RuntimeApiHandle::serve(tokio::net::TcpListener::from_std(listener)?)
 }
 
 /// Why an environment could not be started; the invocation fails with `body`.
@@ -137,11 +155,12 @@ impl ExecutionEnvironment {
                     task_root: code_dir.clone(),
                     runtime_dir: runtime_dir.clone(),
                     opt_dir: settings.empty_opt_dir.clone(),
+                    lang_dir: None,
                 },
                 false,
             ),
         };
-        let argv = match launch::command_line(
+        let mut argv = match launch::command_line(
             version,
             &layout,
             &code_dir,
@@ -155,19 +174,47 @@ impl ExecutionEnvironment {
             }
             Err(err) => return Err(fail("Runtime.Unknown", err.to_string(), &logs)),
         };
-        let api = match RuntimeApiHandle::start().await {
-            Ok(api) => api,
-            Err(err) => {
-                return Err(fail(
-                    "Runtime.Unknown",
-                    format!("runtime API: {err}"),
-                    &logs,
-                ));
+        let lang_source = launch::relocate_interpreter(&mut argv, &layout);
+        // In its own network namespace the runtime's API listener is made inside and passed
+        // back over `api_channel`; otherwise it listens on the host's loopback.
+        let in_network_namespace = binds && settings.network == SandboxNetwork::Isolated;
+        let (api_channel, early_api) = if in_network_namespace {
+            match std::os::unix::net::UnixStream::pair() {
+                Ok(pair) => (Some(pair), None),
+                Err(err) => {
+                    return Err(fail(
+                        "Runtime.Unknown",
+                        format!("runtime API channel: {err}"),
+                        &logs,
+                    ));
+                }
+            }
+        } else {
+            match RuntimeApiHandle::start().await {
+                Ok(api) => (None, Some(api)),
+                Err(err) => {
+                    return Err(fail(
+                        "Runtime.Unknown",
+                        format!("runtime API: {err}"),
+                        &logs,
+                    ));
+                }
             }
         };
+        let api_address = early_api.as_ref().map_or_else(
+            || RUNTIME_API_ADDRESS.to_string(),
+            |api| api.address.to_string(),
+        );
         // A reset keeps /tmp: a replacement environment takes over its predecessor's.
         let tmp_dir = reused_tmp.unwrap_or_else(|| settings.environments_dir.join(&id));
-        if let Err(err) = std::fs::create_dir_all(&tmp_dir) {
+        let created = std::fs::create_dir_all(&tmp_dir).and_then(|()| {
+            if binds {
+                std::os::unix::fs::chown(&tmp_dir, Some(SANDBOX_UID), Some(SANDBOX_GID))
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(err) = created {
             return Err(fail(
                 "Runtime.Unknown",
                 format!("creating /tmp: {err}"),
@@ -183,7 +230,7 @@ impl ExecutionEnvironment {
         let env = launch::environment(
             version,
             &layout,
-            &api.address.to_string(),
+            &api_address,
             &settings.region,
             &stream,
             if argv.len() > 1 {
@@ -208,13 +255,9 @@ impl ExecutionEnvironment {
         };
         let spec = SandboxSpec {
             isolation: settings.isolation,
-            cover: if binds {
-                vec![PathBuf::from("/var")]
-            } else {
-                Vec::new()
-            },
+            network: settings.network,
             binds: if binds {
-                vec![
+                let mut binds = vec![
                     Bind {
                         source: code_dir.clone(),
                         target: layout.task_root.clone(),
@@ -235,7 +278,15 @@ impl ExecutionEnvironment {
                         target: PathBuf::from("/tmp"),
                         writable: true,
                     },
-                ]
+                ];
+                if let (Some(source), Some(target)) = (lang_source, layout.lang_dir.clone()) {
+                    binds.push(Bind {
+                        source,
+                        target,
+                        writable: false,
+                    });
+                }
+                binds
             } else {
                 Vec::new()
             },
@@ -261,11 +312,15 @@ impl ExecutionEnvironment {
             Err(err) => return Err(fail("Runtime.Unknown", format!("log pipe: {err}"), &logs)),
         };
         let mut command = tokio::process::Command::new(&settings.init_program);
+        let (api_channel, child_channel) = match api_channel {
+            Some((ours, theirs)) => (Some(ours), Stdio::from(std::os::fd::OwnedFd::from(theirs))),
+            None => (None, Stdio::null()),
+        };
         command
             .arg("__sandbox-init")
             .env_clear()
             .env("KAPPA_SANDBOX_SPEC", spec_json)
-            .stdin(Stdio::null())
+            .stdin(child_channel)
             .stdout(stdout)
             .stderr(stderr)
             .process_group(0)
@@ -292,6 +347,27 @@ impl ExecutionEnvironment {
                 "the runtime has no pid".into(),
                 &logs,
             ));
+        };
+        let api = match (early_api, api_channel) {
+            (Some(api), _) => api,
+            (None, Some(channel)) => {
+                match receive_runtime_api(channel, settings.init_timeout).await {
+                    Ok(api) => api,
+                    Err(err) => {
+                        let _ = killpg(pid, Signal::SIGKILL);
+                        let _ = child.wait().await;
+                        logs.drain().await;
+                        return Err(fail(
+                            "Runtime.ExitError",
+                            format!("the sandbox did not start: {err}"),
+                            &logs,
+                        ));
+                    }
+                }
+            }
+            (None, None) => {
+                return Err(fail("Runtime.Unknown", "no runtime API".into(), &logs));
+            }
         };
         let (exit_tx, exit) = watch::channel(Exit::Running);
         tokio::spawn(async move {

@@ -32,6 +32,8 @@ pub struct RuntimeSettings {
     /// The `kappa` executable, for `__sandbox-init`.
     pub init_program: PathBuf,
     pub isolation: Isolation,
+    /// The network of isolated environments.
+    pub network: kappa_sandbox::SandboxNetwork,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
     pub init_timeout: Duration,
@@ -79,6 +81,7 @@ impl FunctionRuntime {
             environments: EnvironmentSettings {
                 init_program: settings.init_program,
                 isolation: settings.isolation,
+                network: settings.network,
                 environments_dir,
                 runtime_dir,
                 empty_opt_dir,

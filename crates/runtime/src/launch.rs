@@ -14,6 +14,9 @@ pub struct Layout {
     pub task_root: PathBuf,
     pub runtime_dir: PathBuf,
     pub opt_dir: PathBuf,
+    /// Where a managed runtime's interpreter is shown when the host keeps it outside the system
+    /// directories (Lambda's `/var/lang`); `None` without a private root.
+    pub lang_dir: Option<PathBuf>,
 }
 
 impl Layout {
@@ -23,8 +26,38 @@ impl Layout {
             task_root: PathBuf::from("/var/task"),
             runtime_dir: PathBuf::from("/var/runtime"),
             opt_dir: PathBuf::from("/opt"),
+            lang_dir: Some(PathBuf::from("/var/lang")),
         }
     }
+}
+
+/// Host directories every isolated environment shows at their own path: an interpreter under
+/// one of them needs no moving.
+const SYSTEM_PREFIXES: [&str; 4] = ["/usr/", "/bin/", "/lib/", "/lib64/"];
+
+/// Show a managed runtime's interpreter at `layout.lang_dir` when the host keeps it elsewhere
+/// (pyenv under a home directory, say): rewrites `argv[0]` to `<lang_dir>/bin/<name>` and returns
+/// the host prefix (the directory above the interpreter's `bin`) to bind there.
+pub fn relocate_interpreter(argv: &mut [String], layout: &Layout) -> Option<PathBuf> {
+    let lang_dir = layout.lang_dir.as_ref()?;
+    if argv.len() < 2 {
+        return None; // a custom runtime's bootstrap, not an interpreter
+    }
+    let interpreter = PathBuf::from(&argv[0]);
+    if SYSTEM_PREFIXES
+        .iter()
+        .any(|prefix| interpreter.starts_with(prefix))
+    {
+        return None;
+    }
+    let bin = interpreter.parent()?;
+    let prefix = bin.parent()?;
+    // An interpreter whose `bin` is at the root has no prefix to move.
+    prefix.parent()?;
+    let name = interpreter.file_name()?;
+    let bin_name = bin.file_name()?;
+    argv[0] = lang_dir.join(bin_name).join(name).display().to_string();
+    Some(prefix.to_owned())
 }
 
 #[derive(Debug, Error)]
@@ -272,8 +305,13 @@ pub fn environment(
         (
             "LD_LIBRARY_PATH".into(),
             format!(
-                "/lib64:/usr/lib64:{0}:{0}/lib:{task_root}:{task_root}/lib:/opt/lib",
-                layout.runtime_dir.display()
+                "{lang}/lib64:/usr/lib64:{runtime}:{runtime}/lib:{task_root}:{task_root}/lib:/opt/lib",
+                runtime = layout.runtime_dir.display(),
+                lang = layout
+                    .lang_dir
+                    .as_ref()
+                    .map(|lang| format!("{}/lib:", lang.display()))
+                    .unwrap_or_default()
             ),
         ),
     ];
@@ -294,4 +332,82 @@ pub fn environment(
         vars.push((key.clone(), value.clone()));
     }
     vars
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(items: &[&str]) -> Vec<String> {
+        items.iter().map(|s| (*s).to_owned()).collect()
+    }
+
+    #[test]
+    fn an_interpreter_outside_the_system_directories_moves_to_var_lang() {
+        let mut line = argv(&[
+            "/root/.pyenv/versions/3.12.1/bin/python3.12",
+            "/var/runtime/bootstrap.py",
+        ]);
+        let prefix = relocate_interpreter(&mut line, &Layout::lambda());
+        assert_eq!(prefix, Some(PathBuf::from("/root/.pyenv/versions/3.12.1")));
+        assert_eq!(line[0], "/var/lang/bin/python3.12");
+        assert_eq!(line[1], "/var/runtime/bootstrap.py");
+    }
+
+    #[test]
+    fn system_interpreters_and_bootstraps_stay_where_they_are() {
+        for original in [
+            argv(&["/usr/bin/node", "/var/runtime/bootstrap.mjs"]),
+            argv(&["/usr/local/bin/python3.12", "x"]),
+            argv(&["/bin/python3", "x"]),
+            argv(&["/var/task/bootstrap"]),
+        ] {
+            let mut line = original.clone();
+            assert_eq!(relocate_interpreter(&mut line, &Layout::lambda()), None);
+            assert_eq!(line, original);
+        }
+    }
+
+    #[test]
+    fn nothing_moves_without_a_private_root() {
+        let layout = Layout {
+            lang_dir: None,
+            ..Layout::lambda()
+        };
+        let mut line = argv(&["/root/.pyenv/versions/3.12.1/bin/python3.12", "x"]);
+        assert_eq!(relocate_interpreter(&mut line, &layout), None);
+    }
+
+    #[test]
+    fn lambda_layout_puts_var_lang_lib_first_on_the_library_path() {
+        let version: FunctionVersion = serde_json::from_value(serde_json::json!({
+            "name": "f", "version": "$LATEST", "revision_id": "r", "last_modified": "t",
+            "code": {"sha256_hex": "", "sha256_base64": "", "size": 0, "unzipped_size": 0},
+            "settings": {"runtime": "python3.12", "handler": "a.b", "role": "r", "description": "",
+                "timeout": 3, "memory_size": 128, "ephemeral_storage": 512, "environment": null,
+                "architectures": ["x86_64"], "tracing_mode": "PassThrough", "dead_letter_target": null,
+                "kms_key_arn": null, "snap_start_apply_on": "None",
+                "logging": {"log_format": "Text", "log_group": null, "application_log_level": null,
+                    "system_log_level": null}}
+        }))
+        .expect("a valid version");
+        let vars = environment(
+            &version,
+            &Layout::lambda(),
+            "127.0.0.1:9001",
+            "us-east-1",
+            "s",
+            None,
+        );
+        let path = vars
+            .iter()
+            .find(|(k, _)| k == "LD_LIBRARY_PATH")
+            .map(|(_, v)| v.clone());
+        assert_eq!(
+            path.as_deref(),
+            Some(
+                "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
+            )
+        );
+    }
 }

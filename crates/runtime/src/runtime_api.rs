@@ -63,7 +63,11 @@ struct InFlight {
 impl RuntimeApiHandle {
     /// Start serving on an ephemeral port of 127.0.0.1.
     pub async fn start() -> std::io::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?;
+        Self::serve(tokio::net::TcpListener::bind(("127.0.0.1", 0)).await?)
+    }
+
+    /// Serve on `listener` (which may belong to another network namespace).
+    pub fn serve(listener: tokio::net::TcpListener) -> std::io::Result<Self> {
         let address = listener.local_addr()?;
         let (invocations, next) = mpsc::channel(1);
         let (ready_tx, ready) = watch::channel(false);

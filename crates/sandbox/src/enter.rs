@@ -3,8 +3,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -12,10 +11,10 @@ use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{Resource, setrlimit};
 use nix::sys::stat::Mode;
-use nix::unistd::{chdir, execve};
+use nix::unistd::{Gid, Uid, chdir, execve, setgroups, setresgid, setresuid};
 use thiserror::Error;
 
-use crate::spec::{Isolation, SandboxSpec};
+use crate::spec::{Isolation, SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
@@ -33,12 +32,16 @@ pub enum SandboxError {
         #[source]
         source: nix::Error,
     },
-    #[error("covering {path} with an empty tmpfs")]
-    Cover {
-        path: PathBuf,
+    #[error("building the root file system: {step}")]
+    Root {
+        step: &'static str,
         #[source]
         source: nix::Error,
     },
+    #[error("setting up the network namespace")]
+    Network(#[source] std::io::Error),
+    #[error("switching to the sandbox user")]
+    User(#[source] nix::Error),
     #[error("creating mount point {path}")]
     MountPoint {
         path: PathBuf,
@@ -84,14 +87,23 @@ pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
         crate::join_cgroup(&spec.cgroup_procs).map_err(SandboxError::Cgroup)?;
     }
     if spec.isolation == Isolation::MountNamespace {
-        unshare(
-            CloneFlags::CLONE_NEWNS
-                | CloneFlags::CLONE_NEWUTS
-                | CloneFlags::CLONE_NEWIPC
-                | CloneFlags::CLONE_NEWPID,
-        )
-        .map_err(SandboxError::Unshare)?;
+        let mut namespaces = CloneFlags::CLONE_NEWNS
+            | CloneFlags::CLONE_NEWUTS
+            | CloneFlags::CLONE_NEWIPC
+            | CloneFlags::CLONE_NEWPID;
+        if spec.network == SandboxNetwork::Isolated {
+            namespaces |= CloneFlags::CLONE_NEWNET;
+        }
+        unshare(namespaces).map_err(SandboxError::Unshare)?;
         nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
+        if spec.network == SandboxNetwork::Isolated {
+            crate::network::loopback_up().map_err(SandboxError::Network)?;
+            // The server passed the channel as standard input; nothing else reads it.
+            crate::network::send_runtime_api_listener(0).map_err(SandboxError::Network)?;
+            let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty())
+                .map_err(|e| SandboxError::Network(e.into()))?;
+            nix::unistd::dup2_stdin(&null).map_err(|e| SandboxError::Network(e.into()))?;
+        }
         build_mounts(spec)?;
         // The runtime is started by the namespace's own init, which never returns here.
         return crate::pid_namespace::run(spec);
@@ -124,7 +136,10 @@ pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxErro
         .collect::<Result<Vec<_>, _>>()?;
     let path = CString::new(program.as_bytes())?;
     if spec.isolation == Isolation::MountNamespace {
+        // The bounding set first (that needs CAP_SETPCAP), then the uid: leaving uid 0 clears
+        // the permitted and effective sets.
         crate::drop_all_capabilities().map_err(SandboxError::Capabilities)?;
+        become_sandbox_user().map_err(SandboxError::User)?;
     }
     // Last: the filter refuses the calls the setup above needed.
     crate::install_seccomp().map_err(SandboxError::Seccomp)?;
@@ -137,6 +152,16 @@ pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxErro
     }
 }
 
+/// Switch to Lambda's runtime user for good: no supplementary groups, real, effective and saved
+/// ids all unprivileged.
+fn become_sandbox_user() -> nix::Result<()> {
+    let gid = Gid::from_raw(SANDBOX_GID);
+    let uid = Uid::from_raw(SANDBOX_UID);
+    setgroups(&[])?;
+    setresgid(gid, gid, gid)?;
+    setresuid(uid, uid, uid)
+}
+
 fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
     mount(
         None::<&str>,
@@ -146,7 +171,7 @@ fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
         None::<&str>,
     )
     .map_err(SandboxError::PrivateMounts)?;
-    // Open every source before covering anything: a source may live under a covered directory.
+    // Open every source before the new root is assembled over the staging directory.
     let sources = spec
         .binds
         .iter()
@@ -162,87 +187,7 @@ fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
             })
         })
         .collect::<Result<Vec<OwnedFd>, _>>()?;
-    for dir in &spec.cover {
-        mount(
-            Some("tmpfs"),
-            dir,
-            Some("tmpfs"),
-            MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            Some("mode=755,size=64k"),
-        )
-        .map_err(|source| SandboxError::Cover {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    for (bind, fd) in spec.binds.iter().zip(&sources) {
-        fs::create_dir_all(&bind.target).map_err(|source| SandboxError::MountPoint {
-            path: bind.target.clone(),
-            source,
-        })?;
-        let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let bind_error = |source| SandboxError::Bind {
-            path: bind.target.clone(),
-            source,
-        };
-        mount(
-            Some(from.as_str()),
-            &bind.target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(bind_error)?;
-        if !bind.writable {
-            remount_read_only(&bind.target, MsFlags::MS_BIND).map_err(bind_error)?;
-        }
-    }
-    // /sys read-only, every mount below it included (the host's cgroup hierarchies live there
-    // and a uid-0 runtime could otherwise rewrite its own limits).
-    read_only_tree(Path::new("/sys")).map_err(|source| SandboxError::Cover {
-        path: PathBuf::from("/sys"),
-        source,
-    })?;
-    for dir in &spec.cover {
-        remount_read_only(dir, MsFlags::empty()).map_err(|source| SandboxError::Cover {
-            path: dir.clone(),
-            source,
-        })?;
-    }
-    Ok(())
-}
-
-/// Bind the tree at `root` onto itself and make it and every mount below it read-only.
-fn read_only_tree(root: &Path) -> nix::Result<()> {
-    mount(
-        Some(root),
-        root,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )?;
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").map_err(|_| nix::Error::EIO)?;
-    let mut targets: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(|point| PathBuf::from(unescape_mount_point(point)))
-        .filter(|point| point.starts_with(root))
-        .collect();
-    targets.sort();
-    targets.dedup();
-    for target in targets {
-        remount_read_only(&target, MsFlags::MS_BIND)?;
-    }
-    Ok(())
-}
-
-/// Mount points in mountinfo escape space, tab, newline and backslash as octal (`\040`).
-fn unescape_mount_point(field: &str) -> String {
-    field
-        .replace("\\040", " ")
-        .replace("\\011", "\t")
-        .replace("\\012", "\n")
-        .replace("\\134", "\\")
+    crate::root_fs::build_and_enter(spec, &sources)
 }
 
 /// Bind `path` onto itself and make that bind read-only.
@@ -257,7 +202,7 @@ pub(crate) fn bind_read_only(path: &Path) -> nix::Result<()> {
     remount_read_only(path, MsFlags::MS_BIND)
 }
 
-fn remount_read_only(target: &Path, extra: MsFlags) -> nix::Result<()> {
+pub(crate) fn remount_read_only(target: &Path, extra: MsFlags) -> nix::Result<()> {
     mount(
         None::<&str>,
         target,

@@ -5,19 +5,26 @@
 //! namespaces, arranges the mounts, and `execve`s the runtime's bootstrap, which keeps its pid.
 //! This keeps the privileged path short and outside the server, as youki's and runc's `init` do.
 //!
-//! Today's isolation is private mount, UTS and IPC namespaces; in the mount namespace `/var` is replaced by an empty,
-//! read-only tmpfs holding `/var/task` (code, read-only) and `/var/runtime` (bootstrap,
-//! read-only), `/opt` shows the layers (read-only) and `/tmp` is the environment's own directory.
-//! PID, network, user namespaces, cgroups and seccomp come with the sandbox issue.
+//! What it builds (see `docs/sandbox.md` for the threat model): a cgroup joined first; private
+//! mount, UTS, IPC, PID and (by default) network namespaces; a fresh tmpfs root entered with
+//! `pivot_root` that shows the host's system directories and a short list of `/etc` files
+//! read-only, `/var/task` (code), `/var/runtime` (bootstrap), `/var/lang` (a managed runtime's
+//! interpreter), `/opt` (layers), all read-only, and the environment's own `/tmp`; a minimal
+//! `/dev`; a fresh `/proc`; Lambda's unprivileged user (993/990) with no capabilities at all;
+//! `no_new_privs` and a seccomp filter kept as reviewed data. In the network namespace only
+//! loopback exists and the Runtime API listens at `127.0.0.1:9001`.
 
 mod capabilities;
 mod enter;
+mod network;
 mod pid_namespace;
+mod root_fs;
 mod spec;
 
 pub use capabilities::{CapabilityError, drop_all_capabilities};
 pub use enter::{SandboxError, enter};
-pub use spec::{Bind, Isolation, SandboxSpec};
+pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
+pub use spec::{Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec};
 mod cgroup;
 pub use cgroup::{
     CgroupConfig, CgroupError, CgroupManager, CgroupVersion, DEFAULT_CGROUP_PARENT,

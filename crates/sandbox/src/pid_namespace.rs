@@ -102,7 +102,8 @@ fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
         eprintln!("kappa: mounting /proc for the environment failed: {err}");
         std::process::exit(125);
     }
-    // The runtime is still uid 0: host-wide kernel knobs under /proc stay read-only to it.
+    // Host-wide kernel knobs under /proc stay read-only to everything in the environment (the
+    // namespace init itself stays uid 0).
     for path in PROC_READ_ONLY {
         let path = std::path::Path::new(path);
         if path.exists()

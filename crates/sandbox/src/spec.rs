@@ -15,6 +15,22 @@ pub enum Isolation {
     UnsafeNone,
 }
 
+/// Lambda's runtime user, `sbx_user1051`: the uid and gid every function runs as in isolated modes.
+pub const SANDBOX_UID: u32 = 993;
+pub const SANDBOX_GID: u32 = 990;
+
+/// What network an isolated environment has.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SandboxNetwork {
+    /// Its own network namespace with only a loopback interface: the Runtime API at
+    /// `127.0.0.1:9001`, nothing of the host's or other environments' networks.
+    #[default]
+    Isolated,
+    /// The host's network namespace (outbound access and the host's loopback services).
+    Host,
+}
+
 /// A directory of the host shown at `target` inside the sandbox.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Bind {
@@ -27,8 +43,9 @@ pub struct Bind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SandboxSpec {
     pub isolation: Isolation,
-    /// Host directories hidden behind an empty read-only tmpfs before the binds are made.
-    pub cover: Vec<PathBuf>,
+    /// The network the environment sees (isolated modes only).
+    #[serde(default)]
+    pub network: SandboxNetwork,
     pub binds: Vec<Bind>,
     pub cwd: PathBuf,
     /// `argv[0]` is an absolute path.
