@@ -215,6 +215,18 @@ def alloc(event):
     return {"allocated": len(data)}
 
 
+def burn(event):
+    """Spin for `secs` of wall time; the share of one CPU this process got meanwhile."""
+    wall0, cpu0 = time.monotonic(), time.process_time()
+    while time.monotonic() - wall0 < event["secs"]:
+        pass
+    return {"cpu_share": (time.process_time() - cpu0) / (time.monotonic() - wall0)}
+
+
+# Init lasts a while when asked (to look at the environment from outside meanwhile).
+time.sleep(float(os.environ.get("SLEEP_AT_INIT", "0")))
+
+
 def spawn_sleeper(event):
     # A process that leaves the runtime's process group and session: only the cgroup holds it.
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)", event["token"]],
@@ -245,6 +257,7 @@ OPS = {
     "own_cgroup_write": own_cgroup_write,
     "proc_sys_write": proc_sys_write,
     "alloc": alloc,
+    "burn": burn,
     "spawn_sleeper": spawn_sleeper,
     "fork_bomb": fork_bomb,
     "pids": lambda event: {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())},
@@ -488,6 +501,52 @@ def test_sysv_ipc_is_per_environment(client):
 
 # --------------------------------------------------------------------------------------------
 # Abuse: memory, processes
+
+
+def cpu_quota_of(server, env_id: str) -> tuple[int, int]:
+    """(quota, period) in microseconds of an environment's group; quota -1 when unlimited."""
+    for directory in h.cgroup_dirs(instance(server), env_id):
+        if (directory / "cpu.max").exists():  # v2
+            quota, period = (directory / "cpu.max").read_text().split()
+            return (-1 if quota == "max" else int(quota), int(period))
+        if (directory / "cpu.cfs_quota_us").exists():  # v1
+            return (int((directory / "cpu.cfs_quota_us").read_text()),
+                    int((directory / "cpu.cfs_period_us").read_text()))
+    raise AssertionError(f"no cpu controller directory for environment {env_id}")
+
+
+@pytest.mark.parametrize("memory,millis", [(128, 72), (1769, 1000), (3538, 2000), (10240, 5788)])
+def test_cpu_quota_is_proportional_to_memory(server, client, memory, millis):
+    """Lambda: one vCPU at 1,769 MB; 128 MB gets about 7% of one."""
+    name = make_probe(client, f"sandbox-cpu{memory}", MemorySize=memory)
+    stream = call(client, name, op="env")["stream"]
+    quota, period = cpu_quota_of(server, stream.split("]", 1)[1])
+    assert quota == millis * period // 1000, (quota, period)
+
+
+def test_a_128_mb_function_gets_a_small_share_of_a_cpu(client):
+    name = make_probe(client, "sandbox-cpuburn", MemorySize=128)
+    share = call(client, name, op="burn", secs=1.0)["cpu_share"]
+    assert share <= 0.15, share
+
+
+def test_init_runs_without_the_cpu_quota(server, client):
+    """As Lambda boosts init: the quota applies from the first invocation on, not during init."""
+    name = make_probe(client, "sandbox-initcpu", MemorySize=128, Environment={"Variables": {"SLEEP_AT_INIT": "3"}})
+    before = h.cgroup_env_ids(instance(server))
+    outcome = {}
+    worker = threading.Thread(target=lambda: outcome.update(result=call(client, name, op="env")))
+    worker.start()
+    try:
+        assert h.wait_until(10, lambda: h.cgroup_env_ids(instance(server)) - before), "no new environment"
+        (env_id,) = h.cgroup_env_ids(instance(server)) - before
+        during_init = cpu_quota_of(server, env_id)
+    finally:
+        worker.join(30)
+    assert during_init[0] == -1, during_init
+    assert outcome["result"]["stream"].endswith(env_id)
+    quota, period = cpu_quota_of(server, env_id)
+    assert quota == 72 * period // 1000, (quota, period)
 
 
 def test_max_memory_used_reflects_the_allocation(client):

@@ -428,6 +428,14 @@ impl ExecutionEnvironment {
             }
         }
         environment.pending_init = Some(started.elapsed());
+        // Init ran with the whole CPU (as Lambda boosts init); invocations get the share their
+        // memory buys: one vCPU per 1,769 MB.
+        if let Some(cgroup) = &environment.cgroup {
+            let limits = EnvironmentLimits::for_memory_size(u64::from(environment.memory_size));
+            if let Err(err) = cgroup.set_cpu_quota(Some(&limits)) {
+                tracing::warn!(environment = %environment.id, error = %err, "could not apply the CPU quota");
+            }
+        }
         Ok(environment)
     }
 
@@ -687,8 +695,9 @@ impl Drop for ExecutionEnvironment {
     }
 }
 
-/// Make the environment's cgroup: memory exactly MemorySize, Lambda's process limit. The CPU
-/// quota is lifted (see `docs/ARCHITECTURE.md`): the proportional share is not applied yet.
+/// Make the environment's cgroup: memory exactly MemorySize, Lambda's process limit, a CPU weight
+/// in proportion to memory. The CPU quota stays lifted while the runtime initializes and is
+/// applied once it is ready (see `ExecutionEnvironment::start`).
 async fn create_cgroup(
     manager: &Arc<CgroupManager>,
     id: &str,
@@ -697,12 +706,7 @@ async fn create_cgroup(
     let manager = Arc::clone(manager);
     let id = id.to_owned();
     tokio::task::spawn_blocking(move || {
-        // CPU in proportion to memory is not applied yet: the share of one full CPU (the
-        // default weight) and no quota, so environments compete with the server as equals.
-        let limits = EnvironmentLimits {
-            cpu_millis: 1000,
-            ..EnvironmentLimits::for_memory_size(u64::from(memory_size))
-        };
+        let limits = EnvironmentLimits::for_memory_size(u64::from(memory_size));
         let cgroup = manager
             .create(&id, &limits)
             .map_err(|e| format!("creating the cgroup: {e}"))?;
