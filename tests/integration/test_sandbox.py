@@ -701,10 +701,18 @@ def test_sigterm_removes_the_servers_cgroups_and_processes(server_factory, tmp_p
                  desc=f"the environment's processes {sorted(processes)} to be gone")
 
 
+def test_sigkill_of_the_server_ends_its_environments(server_factory, tmp_path):
+    """No orphaned runtimes, even when the killed server is never started again."""
+    srv, name_, env_id, processes, token = start_server_with_sleeper(server_factory, tmp_path / "data")
+    srv.kill()
+    h.wait_until(5, lambda: not h.surviving(processes) and not h.processes_with(token),
+                 desc=f"the environment's processes {sorted(processes)} to be gone")
+
+
 def test_restart_after_sigkill_removes_the_previous_runs_cgroups(server_factory, tmp_path):
     srv, name_, env_id, processes, token = start_server_with_sleeper(server_factory, tmp_path / "data")
     srv.kill()
-    # The environment's group outlives a SIGKILLed server: that is what the restart cleans up.
+    # The environment's (emptied) group outlives a SIGKILLed server: the restart removes it.
     assert env_id in h.cgroup_env_ids(name_)
     srv.start()
     assert env_id not in h.cgroup_env_ids(name_), "the previous run's environment cgroup is still there"

@@ -295,6 +295,7 @@ impl ExecutionEnvironment {
             env,
             hostname: format!("kappa-{}", &id[..12]),
             open_files_limit: OPEN_FILES_LIMIT,
+            parent_pid: i32::try_from(std::process::id()).ok(),
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         };
         let spec_json = match spec.to_json() {
@@ -597,7 +598,16 @@ impl ExecutionEnvironment {
     }
 
     fn kill(&self) {
+        self.lift_cpu_quota();
         let _ = killpg(self.pid, Signal::SIGKILL);
+    }
+
+    /// Ending processes takes CPU too: an environment being stopped is not held to its share,
+    /// or hundreds of throttled processes (a fork bomb at 128 MB) take seconds to die.
+    fn lift_cpu_quota(&self) {
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.set_cpu_quota(None);
+        }
     }
 
     /// Whether the kernel's OOM killer ended a process of this environment.
@@ -610,6 +620,7 @@ impl ExecutionEnvironment {
     /// SIGTERM, then SIGKILL if the runtime has not exited within `grace`.
     pub async fn shut_down(mut self, grace: Duration) {
         if self.is_alive() {
+            self.lift_cpu_quota();
             let _ = killpg(self.pid, Signal::SIGTERM);
             let mut exit = self.exit.clone();
             if tokio::time::timeout(grace, wait_exit(&mut exit))

@@ -10,6 +10,7 @@ use nix::fcntl::{OFlag, open};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::resource::{Resource, setrlimit};
+use nix::sys::signal::Signal;
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, chdir, execve, setgroups, setresgid, setresuid};
 use thiserror::Error;
@@ -40,6 +41,10 @@ pub enum SandboxError {
     },
     #[error("setting up the network namespace")]
     Network(#[source] std::io::Error),
+    #[error("asking for SIGKILL when the server ends")]
+    ParentDeathSignal(#[source] nix::Error),
+    #[error("the server ended before the environment started")]
+    ParentGone,
     #[error("switching to the sandbox user")]
     User(#[source] nix::Error),
     #[error("creating mount point {path}")]
@@ -82,6 +87,16 @@ pub enum SandboxError {
 
 /// Build the sandbox described by `spec` and replace this process with its runtime.
 pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+    // The environment ends with the server, even one killed with SIGKILL: this process gets
+    // SIGKILL when its parent goes, and its PID namespace (everything the runtime started)
+    // ends with it. A parent that died before this line is caught by the pid check.
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(SandboxError::ParentDeathSignal)?;
+    if spec
+        .parent_pid
+        .is_some_and(|parent| nix::unistd::getppid().as_raw() != parent)
+    {
+        return Err(SandboxError::ParentGone);
+    }
     // First, before anything can fork: every process of the environment is in its cgroup.
     if !spec.cgroup_procs.is_empty() {
         crate::join_cgroup(&spec.cgroup_procs).map_err(SandboxError::Cgroup)?;

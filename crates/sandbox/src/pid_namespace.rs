@@ -91,6 +91,11 @@ fn die_by(signal_number: i32) -> ! {
 
 /// Pid 1 of the namespace: mount `/proc`, start the runtime, reap until it ends, report.
 fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
+    // If the relay goes (the server died, and took the relay with it), so does this init, and
+    // with it every process of the namespace.
+    if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+        std::process::exit(125);
+    }
     let proc_flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     if let Err(err) = mount(
         Some("proc"),

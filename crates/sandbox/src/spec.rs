@@ -56,6 +56,9 @@ pub struct SandboxSpec {
     pub hostname: String,
     /// `RLIMIT_NOFILE` of the runtime (Lambda: 1024).
     pub open_files_limit: u64,
+    /// The server's pid: `__sandbox-init` stops if its parent is already someone else.
+    #[serde(default)]
+    pub parent_pid: Option<i32>,
     /// The environment's `cgroup.procs` files, joined first so nothing escapes the limits.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,

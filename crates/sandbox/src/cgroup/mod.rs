@@ -351,6 +351,8 @@ impl EnvironmentCgroup {
 impl Drop for EnvironmentCgroup {
     fn drop(&mut self) {
         if !self.removed {
+            // Unthrottled, so that what is left dies quickly.
+            let _ = self.group.set_cpu_quota(None);
             let _ = self.group.kill_all();
             let _ = self.group.remove();
         }
