@@ -530,8 +530,11 @@ def test_a_128_mb_function_gets_a_small_share_of_a_cpu(client):
     assert share <= 0.15, share
 
 
-def test_init_runs_without_the_cpu_quota(server, client):
+def test_init_runs_without_the_cpu_quota(server_factory, tmp_path):
     """As Lambda boosts init: the quota applies from the first invocation on, not during init."""
+    # No pooled sandboxes, so that the only new environment group is this function's.
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
+    client = server.client()
     name = make_probe(client, "sandbox-initcpu", MemorySize=128, Environment={"Variables": {"SLEEP_AT_INIT": "3"}})
     before = h.cgroup_env_ids(instance(server))
     outcome = {}
@@ -600,9 +603,10 @@ def test_fork_bomb_is_contained(server, client, neighbour, kind):
         # exhaust memory before the process limit.
         name = make_probe(client, "sandbox-forkbomb-py", MemorySize=128, Timeout=5)
     else:
-        # The classic `:(){ :|:& };:`: small processes that reach pids.max (1024).
+        # The classic `:(){ :|:& };:`: small processes that reach pids.max (1024). At 1,024 MB
+        # (58% of a CPU) it gets there within the timeout; at 128 MB (7%) it forks too slowly.
         name = h.new_name("sandbox-forkbomb-sh")
-        h.create_custom_function(client, name, h.shell_bootstrap(SHELL_FORK_BOMB), MemorySize=128, Timeout=5)
+        h.create_custom_function(client, name, h.shell_bootstrap(SHELL_FORK_BOMB), MemorySize=1024, Timeout=5)
     env_id = h.env_id_from_stream(call(client, name, op="env")["stream"])
     name_ = instance(server)
     directories = h.cgroup_dirs(name_, env_id)
@@ -699,6 +703,37 @@ def test_sigterm_removes_the_servers_cgroups_and_processes(server_factory, tmp_p
     assert name_ not in server_groups()
     h.wait_until(5, lambda: not h.surviving(processes) and not h.processes_with(token),
                  desc=f"the environment's processes {sorted(processes)} to be gone")
+
+
+def test_cold_starts_take_prepared_sandboxes_and_the_pool_refills(server_factory, tmp_path):
+    srv = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "2"})
+    name_ = instance(srv)
+    h.wait_until(10, lambda: len(h.cgroup_env_ids(name_)) == 2, desc="two prepared sandboxes")
+    prepared = h.cgroup_env_ids(name_)
+    client = srv.client()
+    name = make_probe(client, "sandbox-pooled")
+    env_id = h.env_id_from_stream(call(client, name, op="env")["stream"])
+    assert env_id in prepared, (env_id, prepared)
+    # The pool is back to two waiting sandboxes besides the running environment.
+    h.wait_until(10, lambda: len(h.cgroup_env_ids(name_) - {env_id}) == 2, desc="the pool to refill")
+    # A pooled sandbox is sized for its function when taken.
+    big = make_probe(client, "sandbox-pooled-big", MemorySize=1024)
+    big_env = h.env_id_from_stream(call(client, big, op="env")["stream"])
+    assert call(client, big, op="alloc", mb=600)["allocated"] == 600 << 20
+    assert cpu_quota_of(srv, big_env)[0] == 578 * cpu_quota_of(srv, big_env)[1] // 1000
+
+
+def test_a_stopped_server_leaves_no_prepared_sandbox(server_factory, tmp_path):
+    srv = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "3"})
+    name_ = instance(srv)
+    h.wait_until(10, lambda: len(h.cgroup_env_ids(name_)) == 3, desc="three prepared sandboxes")
+    processes = {}
+    for env_id in h.cgroup_env_ids(name_):
+        processes.update(env_processes(name_, env_id))
+    assert processes, "the prepared sandboxes have no processes"
+    assert srv.stop(signal.SIGTERM) == 0
+    assert h.cgroup_dirs(name_) == []
+    h.wait_until(5, lambda: not h.surviving(processes), desc="the prepared sandboxes' processes to end")
 
 
 def test_sigkill_of_the_server_ends_its_environments(server_factory, tmp_path):

@@ -12,6 +12,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:9070";
 pub const DEFAULT_REGION: &str = "us-east-1";
 pub const DEFAULT_ACCOUNT_ID: &str = "000000000000";
 pub const DEFAULT_CONCURRENCY: u32 = 1000;
+pub const DEFAULT_SANDBOX_POOL_SIZE: usize = 2;
 pub const DEFAULT_KEEP_ALIVE_SECS: u64 = 300;
 pub const DEFAULT_ASYNC_RETRY_DELAY_SECS: u64 = 60;
 
@@ -41,6 +42,9 @@ pub struct ServerArgs {
     /// [default: isolated]
     #[arg(long, env = "KAPPA_FUNCTION_NETWORK")]
     pub function_network: Option<FunctionNetwork>,
+    /// Sandboxes kept started ahead of cold starts (cgroup joined, namespaces entered) [default: 2]
+    #[arg(long, env = "KAPPA_SANDBOX_POOL_SIZE")]
+    pub sandbox_pool_size: Option<usize>,
     /// Seconds an idle environment stays warm [default: 300]
     #[arg(long, env = "KAPPA_KEEP_ALIVE_SECS")]
     pub keep_alive_secs: Option<u64>,
@@ -55,7 +59,7 @@ pub struct ServerArgs {
     #[arg(long, env = "KAPPA_ASYNC_RETRY_DELAY_SECS")]
     pub async_retry_delay_secs: Option<u64>,
     /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
-    /// isolation, function_network, keep_alive_secs, python, node, async_retry_delay_secs
+    /// isolation, function_network, sandbox_pool_size, keep_alive_secs, python, node, async_retry_delay_secs
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -93,6 +97,7 @@ struct FileConfig {
     concurrency_limit: Option<u32>,
     isolation: Option<IsolationMode>,
     function_network: Option<FunctionNetwork>,
+    sandbox_pool_size: Option<usize>,
     keep_alive_secs: Option<u64>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
@@ -109,6 +114,7 @@ pub struct ServerConfig {
     pub concurrency_limit: u32,
     pub isolation: IsolationMode,
     pub function_network: FunctionNetwork,
+    pub sandbox_pool_size: usize,
     pub keep_alive_secs: u64,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
@@ -158,6 +164,10 @@ impl ServerConfig {
                 .function_network
                 .or(file.function_network)
                 .unwrap_or(FunctionNetwork::Isolated),
+            sandbox_pool_size: args
+                .sandbox_pool_size
+                .or(file.sandbox_pool_size)
+                .unwrap_or(DEFAULT_SANDBOX_POOL_SIZE),
             keep_alive_secs: args
                 .keep_alive_secs
                 .or(file.keep_alive_secs)

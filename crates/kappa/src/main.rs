@@ -58,23 +58,31 @@ fn run_server(config: ServerConfig) -> anyhow::Result<()> {
     runtime.block_on(server::run(config))
 }
 
-/// Enter the sandbox described by `KAPPA_SANDBOX_SPEC` and exec the runtime; returns only on
-/// failure, whose reason goes to stderr (the function's log).
+/// Enter the isolation described by `KAPPA_SANDBOX_BASE`, wait for the function's spec on
+/// standard input and exec its runtime; returns only on failure, whose reason goes to stderr
+/// (the function's log).
 fn sandbox_init() -> ExitCode {
-    let Ok(text) = std::env::var("KAPPA_SANDBOX_SPEC") else {
+    let Ok(text) = std::env::var("KAPPA_SANDBOX_BASE") else {
         eprintln!(
-            "kappa {SANDBOX_INIT}: KAPPA_SANDBOX_SPEC is not set (this command is run by kappa server)"
+            "kappa {SANDBOX_INIT}: KAPPA_SANDBOX_BASE is not set (this command is run by kappa server)"
         );
         return ExitCode::from(2);
     };
-    let spec = match kappa_sandbox::SandboxSpec::from_json(&text) {
-        Ok(spec) => spec,
+    let base = match kappa_sandbox::SandboxBase::from_json(&text) {
+        Ok(base) => base,
         Err(err) => {
-            eprintln!("kappa {SANDBOX_INIT}: invalid sandbox spec: {err}");
+            eprintln!("kappa {SANDBOX_INIT}: invalid sandbox base: {err}");
             return ExitCode::from(2);
         }
     };
-    match kappa_sandbox::enter(&spec) {
+    let channel = match std::os::fd::AsFd::as_fd(&std::io::stdin()).try_clone_to_owned() {
+        Ok(fd) => fd,
+        Err(err) => {
+            eprintln!("kappa {SANDBOX_INIT}: no channel on standard input: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match kappa_sandbox::enter(&base, channel) {
         Ok(never) => match never {},
         Err(err) => {
             let mut text = err.to_string();

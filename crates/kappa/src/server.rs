@@ -70,6 +70,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                 FunctionNetwork::Isolated => SandboxNetwork::Isolated,
                 FunctionNetwork::Host => SandboxNetwork::Host,
             },
+            sandbox_pool_size: config.sandbox_pool_size,
             python: config.python.clone(),
             node: config.node.clone(),
             init_timeout: INIT_TIMEOUT,

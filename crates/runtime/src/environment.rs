@@ -5,14 +5,13 @@
 //! invocation gets a fresh one.
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kappa_core::function::FunctionVersion;
 use kappa_sandbox::{
-    Bind, CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, RUNTIME_API_ADDRESS,
-    SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec,
+    Bind, EnvironmentCgroup, EnvironmentLimits, Isolation, RUNTIME_API_ADDRESS, SANDBOX_GID,
+    SANDBOX_UID, SandboxSpec,
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -23,6 +22,7 @@ use crate::launch::{self, Interpreters, Layout};
 use crate::log_capture::{LogCapture, now_ms};
 use crate::log_writer::LogWriter;
 use crate::runtime_api::{Invocation, RuntimeApiHandle, RuntimeOutcome};
+use crate::sandbox_pool::SandboxLauncher;
 
 /// Open files a runtime may hold, as on Lambda.
 const OPEN_FILES_LIMIT: u64 = 1024;
@@ -30,11 +30,8 @@ const OPEN_FILES_LIMIT: u64 = 1024;
 /// Settings shared by every environment of a server.
 #[derive(Debug)]
 pub struct EnvironmentSettings {
-    /// The `kappa` executable, run as `kappa __sandbox-init`.
-    pub init_program: PathBuf,
-    pub isolation: Isolation,
-    /// The network isolated environments get.
-    pub network: SandboxNetwork,
+    /// Starts sandboxes (`kappa __sandbox-init`), keeping a few prepared ahead of need.
+    pub sandboxes: Arc<SandboxLauncher>,
     /// Where environments keep their `/tmp` (one directory each).
     pub environments_dir: PathBuf,
     /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
@@ -44,8 +41,6 @@ pub struct EnvironmentSettings {
     pub region: String,
     pub init_timeout: Duration,
     pub interpreters: Interpreters,
-    /// Per-environment cgroups (memory, pids), when the host provides them.
-    pub cgroups: Option<Arc<CgroupManager>>,
 }
 
 /// The result of one invocation in an environment.
@@ -86,17 +81,9 @@ pub struct ExecutionEnvironment {
     pub last_used: Instant,
 }
 
-/// Take the Runtime API listener `__sandbox-init` made in the environment's network namespace
-/// and serve on it.
-async fn receive_runtime_api(
-    channel: std::os::unix::net::UnixStream,
-    limit: Duration,
-) -> std::io::Result<RuntimeApiHandle> {
-    channel.set_read_timeout(Some(limit))?;
-    let listener =
-        tokio::task::spawn_blocking(move || kappa_sandbox::receive_runtime_api_listener(&channel))
-            .await
-            .map_err(std::io::Error::other)??;
+/// Serve the Runtime API on the listener `__sandbox-init` made in the environment's network
+/// namespace.
+fn serve_runtime_api(listener: std::net::TcpListener) -> std::io::Result<RuntimeApiHandle> {
     listener.set_nonblocking(true)?;
     RuntimeApiHandle::serve(tokio::net::TcpListener::from_std(listener)?)
 }
@@ -119,21 +106,30 @@ impl ExecutionEnvironment {
         request_id: &str,
         reused_tmp: Option<PathBuf>,
     ) -> Result<Self, StartFailure> {
-        let id = uuid::Uuid::new_v4().simple().to_string();
+        let started = Instant::now();
+        // Spawned, in its cgroup and namespaces already if it came from the pool.
+        let mut sandbox = settings
+            .sandboxes
+            .take()
+            .await
+            .map_err(|message| platform_failure(request_id, &std::io::Error::other(message)))?;
+        let id = sandbox.id.clone();
         let stream = format!(
             "{}/[{}]{id}",
             chrono::Utc::now().format("%Y/%m/%d"),
             version.version
         );
-        let (reader, writer_end) = std::io::pipe().map_err(|e| platform_failure(request_id, &e))?;
-        let logs = LogCapture::start(reader, &version.log_group(), &stream, writer.clone())
+        let log_reader = sandbox
+            .log_reader
+            .try_clone()
+            .map_err(|e| platform_failure(request_id, &e))?;
+        let logs = LogCapture::start(log_reader, &version.log_group(), &stream, writer.clone())
             .map_err(|e| platform_failure(request_id, &e))?;
         let runtime = version.settings.runtime.as_deref().unwrap_or("provided");
         logs.platform_line(&format!(
             "INIT_START Runtime Version: kappa:{runtime}\tRuntime Version ARN: arn:aws:lambda:{}::runtime:kappa-{runtime}\n",
             settings.region
         ));
-        let started = Instant::now();
         let init_failure = InitFailure {
             request_id,
             version: &version.version,
@@ -148,7 +144,7 @@ impl ExecutionEnvironment {
         let runtime_dir = settings
             .runtime_dir
             .join(crate::bootstraps::family(runtime));
-        let (layout, binds) = match settings.isolation {
+        let (layout, binds) = match settings.sandboxes.isolation() {
             Isolation::MountNamespace => (Layout::lambda(), true),
             Isolation::UnsafeNone => (
                 Layout {
@@ -175,36 +171,27 @@ impl ExecutionEnvironment {
             Err(err) => return Err(fail("Runtime.Unknown", err.to_string(), &logs)),
         };
         let lang_source = launch::relocate_interpreter(&mut argv, &layout);
-        // In its own network namespace the runtime's API listener is made inside and passed
-        // back over `api_channel`; otherwise it listens on the host's loopback.
-        let in_network_namespace = binds && settings.network == SandboxNetwork::Isolated;
-        let (api_channel, early_api) = if in_network_namespace {
-            match std::os::unix::net::UnixStream::pair() {
-                Ok(pair) => (Some(pair), None),
-                Err(err) => {
-                    return Err(fail(
-                        "Runtime.Unknown",
-                        format!("runtime API channel: {err}"),
-                        &logs,
-                    ));
-                }
-            }
-        } else {
-            match RuntimeApiHandle::start().await {
-                Ok(api) => (None, Some(api)),
-                Err(err) => {
-                    return Err(fail(
-                        "Runtime.Unknown",
-                        format!("runtime API: {err}"),
-                        &logs,
-                    ));
-                }
+        // In its own network namespace the sandbox made the Runtime API listener inside;
+        // otherwise the API listens on the host's loopback.
+        let api = match sandbox.api_listener.take() {
+            Some(listener) => serve_runtime_api(listener),
+            None => RuntimeApiHandle::start().await,
+        };
+        let api = match api {
+            Ok(api) => api,
+            Err(err) => {
+                return Err(fail(
+                    "Runtime.Unknown",
+                    format!("runtime API: {err}"),
+                    &logs,
+                ));
             }
         };
-        let api_address = early_api.as_ref().map_or_else(
-            || RUNTIME_API_ADDRESS.to_string(),
-            |api| api.address.to_string(),
-        );
+        let api_address = if settings.sandboxes.api_inside() {
+            RUNTIME_API_ADDRESS.to_string()
+        } else {
+            api.address.to_string()
+        };
         // A reset keeps /tmp: a replacement environment takes over its predecessor's.
         let tmp_dir = reused_tmp.unwrap_or_else(|| settings.environments_dir.join(&id));
         let created = std::fs::create_dir_all(&tmp_dir).and_then(|()| {
@@ -244,18 +231,10 @@ impl ExecutionEnvironment {
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
         }
-        let cgroup = match &settings.cgroups {
-            Some(manager) => {
-                match create_cgroup(manager, &id, version.settings.memory_size).await {
-                    Ok(cgroup) => Some(cgroup),
-                    Err(message) => return Err(fail("Runtime.Unknown", message, &logs)),
-                }
-            }
-            None => None,
-        };
+        if let Err(message) = sandbox.size_for(version.settings.memory_size) {
+            return Err(fail("Runtime.Unknown", message, &logs));
+        }
         let spec = SandboxSpec {
-            isolation: settings.isolation,
-            network: settings.network,
             binds: if binds {
                 let mut binds = vec![
                     Bind {
@@ -295,81 +274,17 @@ impl ExecutionEnvironment {
             env,
             hostname: format!("kappa-{}", &id[..12]),
             open_files_limit: OPEN_FILES_LIMIT,
-            parent_pid: i32::try_from(std::process::id()).ok(),
-            cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         };
-        let spec_json = match spec.to_json() {
-            Ok(json) => json,
-            Err(err) => {
-                return Err(fail(
-                    "Runtime.Unknown",
-                    format!("sandbox spec: {err}"),
-                    &logs,
-                ));
-            }
-        };
-        let (stdout, stderr) = match writer_end.try_clone() {
-            Ok(copy) => (Stdio::from(copy), Stdio::from(writer_end)),
-            Err(err) => return Err(fail("Runtime.Unknown", format!("log pipe: {err}"), &logs)),
-        };
-        let mut command = tokio::process::Command::new(&settings.init_program);
-        let (api_channel, child_channel) = match api_channel {
-            Some((ours, theirs)) => (Some(ours), Stdio::from(std::os::fd::OwnedFd::from(theirs))),
-            None => (None, Stdio::null()),
-        };
-        command
-            .arg("__sandbox-init")
-            .env_clear()
-            .env("KAPPA_SANDBOX_SPEC", spec_json)
-            .stdin(child_channel)
-            .stdout(stdout)
-            .stderr(stderr)
-            .process_group(0)
-            .kill_on_drop(true);
-        let child = command.spawn();
-        drop(command);
-        let mut child = match child {
-            Ok(child) => child,
-            Err(err) => {
-                return Err(fail(
-                    "Runtime.Unknown",
-                    format!("spawning the runtime: {err}"),
-                    &logs,
-                ));
-            }
-        };
-        let Some(pid) = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(Pid::from_raw)
-        else {
+        if let Err(err) = sandbox.send(&spec) {
             return Err(fail(
                 "Runtime.Unknown",
-                "the runtime has no pid".into(),
+                format!("starting the sandbox: {err}"),
                 &logs,
             ));
-        };
-        let api = match (early_api, api_channel) {
-            (Some(api), _) => api,
-            (None, Some(channel)) => {
-                match receive_runtime_api(channel, settings.init_timeout).await {
-                    Ok(api) => api,
-                    Err(err) => {
-                        let _ = killpg(pid, Signal::SIGKILL);
-                        let _ = child.wait().await;
-                        logs.drain().await;
-                        return Err(fail(
-                            "Runtime.ExitError",
-                            format!("the sandbox did not start: {err}"),
-                            &logs,
-                        ));
-                    }
-                }
-            }
-            (None, None) => {
-                return Err(fail("Runtime.Unknown", "no runtime API".into(), &logs));
-            }
-        };
+        }
+        let pid = sandbox.pid;
+        let cgroup = sandbox.cgroup.take();
+        let mut child = sandbox.child;
         let (exit_tx, exit) = watch::channel(Exit::Running);
         tokio::spawn(async move {
             let status = child.wait().await;
@@ -704,30 +619,6 @@ impl Drop for ExecutionEnvironment {
             let _ = std::fs::remove_dir_all(&self.tmp_dir);
         }
     }
-}
-
-/// Make the environment's cgroup: memory exactly MemorySize, Lambda's process limit, a CPU weight
-/// in proportion to memory. The CPU quota stays lifted while the runtime initializes and is
-/// applied once it is ready (see `ExecutionEnvironment::start`).
-async fn create_cgroup(
-    manager: &Arc<CgroupManager>,
-    id: &str,
-    memory_size: u32,
-) -> Result<Arc<EnvironmentCgroup>, String> {
-    let manager = Arc::clone(manager);
-    let id = id.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let limits = EnvironmentLimits::for_memory_size(u64::from(memory_size));
-        let cgroup = manager
-            .create(&id, &limits)
-            .map_err(|e| format!("creating the cgroup: {e}"))?;
-        cgroup
-            .set_cpu_quota(None)
-            .map_err(|e| format!("configuring the cgroup: {e}"))?;
-        Ok(Arc::new(cgroup))
-    })
-    .await
-    .map_err(|e| format!("creating the cgroup: {e}"))?
 }
 
 /// Resolves once the runtime process has exited.

@@ -20,6 +20,7 @@ use crate::launch::Interpreters;
 use crate::log_writer::LogWriter;
 use crate::pool::{EnvironmentPool, VersionKey};
 use crate::runtime_api::Invocation;
+use crate::sandbox_pool::SandboxLauncher;
 
 /// How long a runtime gets to exit after SIGTERM before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -41,6 +42,8 @@ pub struct RuntimeSettings {
     pub keep_alive: Duration,
     pub concurrency_limit: u32,
     pub region: String,
+    /// Sandboxes kept prepared ahead of cold starts (0: none).
+    pub sandbox_pool_size: usize,
     /// Per-environment cgroups; `None` runs environments without resource limits.
     pub cgroups: Option<Arc<kappa_sandbox::CgroupManager>>,
 }
@@ -79,20 +82,25 @@ impl FunctionRuntime {
             pool: EnvironmentPool::new(settings.concurrency_limit),
             code: CodeCache::new(code_root),
             environments: EnvironmentSettings {
-                init_program: settings.init_program,
-                isolation: settings.isolation,
-                network: settings.network,
+                sandboxes: SandboxLauncher::new(
+                    settings.init_program,
+                    settings.isolation,
+                    settings.network,
+                    settings.cgroups,
+                    settings.init_timeout,
+                    settings.sandbox_pool_size,
+                ),
                 environments_dir,
                 runtime_dir,
                 empty_opt_dir,
                 region: settings.region,
                 init_timeout: settings.init_timeout,
                 interpreters: Interpreters::new(settings.python, settings.node),
-                cgroups: settings.cgroups,
             },
             writer: LogWriter::start(logs),
             keep_alive: settings.keep_alive,
         });
+        runtime.environments.sandboxes.refill();
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -109,6 +117,7 @@ impl FunctionRuntime {
 
     /// Shut every idle environment down and store the logs written so far.
     pub async fn shut_down(&self) {
+        self.environments.sandboxes.drain();
         let environments = self.pool.drain_all();
         let shutdowns = environments
             .into_iter()

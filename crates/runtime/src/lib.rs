@@ -15,6 +15,7 @@ mod log_capture;
 mod log_writer;
 mod pool;
 mod runtime_api;
+mod sandbox_pool;
 
 pub use async_invoke::{AsyncSettings, Invocations};
 pub use invoker::{FunctionRuntime, RuntimeSettings};

@@ -3,7 +3,7 @@
 
 use std::convert::Infallible;
 use std::ffi::CString;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -15,7 +15,9 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, chdir, execve, setgroups, setresgid, setresuid};
 use thiserror::Error;
 
-use crate::spec::{Isolation, SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec};
+use crate::spec::{
+    Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, read_spec,
+};
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
@@ -41,6 +43,10 @@ pub enum SandboxError {
     },
     #[error("setting up the network namespace")]
     Network(#[source] std::io::Error),
+    #[error("receiving the function's sandbox spec")]
+    Spec(#[source] std::io::Error),
+    #[error("replacing standard input")]
+    Stdin(#[source] nix::Error),
     #[error("asking for SIGKILL when the server ends")]
     ParentDeathSignal(#[source] nix::Error),
     #[error("the server ended before the environment started")]
@@ -85,49 +91,59 @@ pub enum SandboxError {
     },
 }
 
-/// Build the sandbox described by `spec` and replace this process with its runtime.
-pub fn enter(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+/// Enter the isolation `base` describes, wait on `channel` (the server's end of it is this
+/// process's standard input) for the function's [`SandboxSpec`], then build the environment and
+/// replace this process with its runtime. Everything before the wait is what a pooled
+/// environment has done ahead of time.
+pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, SandboxError> {
     // The environment ends with the server, even one killed with SIGKILL: this process gets
     // SIGKILL when its parent goes, and its PID namespace (everything the runtime started)
     // ends with it. A parent that died before this line is caught by the pid check.
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(SandboxError::ParentDeathSignal)?;
-    if spec
+    if base
         .parent_pid
         .is_some_and(|parent| nix::unistd::getppid().as_raw() != parent)
     {
         return Err(SandboxError::ParentGone);
     }
     // First, before anything can fork: every process of the environment is in its cgroup.
-    if !spec.cgroup_procs.is_empty() {
-        crate::join_cgroup(&spec.cgroup_procs).map_err(SandboxError::Cgroup)?;
+    if !base.cgroup_procs.is_empty() {
+        crate::join_cgroup(&base.cgroup_procs).map_err(SandboxError::Cgroup)?;
     }
-    if spec.isolation == Isolation::MountNamespace {
+    let isolated = base.isolation == Isolation::MountNamespace;
+    if isolated {
         let mut namespaces = CloneFlags::CLONE_NEWNS
             | CloneFlags::CLONE_NEWUTS
             | CloneFlags::CLONE_NEWIPC
             | CloneFlags::CLONE_NEWPID;
-        if spec.network == SandboxNetwork::Isolated {
+        if base.network == SandboxNetwork::Isolated {
             namespaces |= CloneFlags::CLONE_NEWNET;
         }
         unshare(namespaces).map_err(SandboxError::Unshare)?;
-        nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
-        if spec.network == SandboxNetwork::Isolated {
+        if base.network == SandboxNetwork::Isolated {
             crate::network::loopback_up().map_err(SandboxError::Network)?;
-            // The server passed the channel as standard input; nothing else reads it.
-            crate::network::send_runtime_api_listener(0).map_err(SandboxError::Network)?;
-            let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty())
-                .map_err(|e| SandboxError::Network(e.into()))?;
-            nix::unistd::dup2_stdin(&null).map_err(|e| SandboxError::Network(e.into()))?;
+            crate::network::send_runtime_api_listener(channel.as_raw_fd())
+                .map_err(SandboxError::Network)?;
         }
-        build_mounts(spec)?;
-        // The runtime is started by the namespace's own init, which never returns here.
-        return crate::pid_namespace::run(spec);
     }
-    exec_runtime(spec)
+    let mut channel = std::fs::File::from(channel);
+    let spec = read_spec(&mut channel).map_err(SandboxError::Spec)?;
+    drop(channel);
+    // Standard input was the channel; the runtime gets /dev/null.
+    let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(SandboxError::Stdin)?;
+    nix::unistd::dup2_stdin(&null).map_err(SandboxError::Stdin)?;
+    drop(null);
+    if isolated {
+        nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
+        build_mounts(&spec)?;
+        // The runtime is started by the namespace's own init, which never returns here.
+        return crate::pid_namespace::run(&spec);
+    }
+    exec_runtime(&spec, false)
 }
 
 /// Apply the last per-process settings and replace this process with the runtime.
-pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+pub(crate) fn exec_runtime(spec: &SandboxSpec, isolated: bool) -> Result<Infallible, SandboxError> {
     setrlimit(
         Resource::RLIMIT_NOFILE,
         spec.open_files_limit,
@@ -150,7 +166,7 @@ pub(crate) fn exec_runtime(spec: &SandboxSpec) -> Result<Infallible, SandboxErro
         .map(|(k, v)| CString::new(format!("{k}={v}")))
         .collect::<Result<Vec<_>, _>>()?;
     let path = CString::new(program.as_bytes())?;
-    if spec.isolation == Isolation::MountNamespace {
+    if isolated {
         // The bounding set first (that needs CAP_SETPCAP), then the uid: leaving uid 0 clears
         // the permitted and effective sets.
         crate::drop_all_capabilities().map_err(SandboxError::Capabilities)?;

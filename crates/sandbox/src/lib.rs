@@ -24,7 +24,9 @@ mod spec;
 pub use capabilities::{CapabilityError, drop_all_capabilities};
 pub use enter::{SandboxError, enter};
 pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
-pub use spec::{Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxNetwork, SandboxSpec};
+pub use spec::{
+    Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
+};
 mod cgroup;
 pub use cgroup::{
     CgroupConfig, CgroupError, CgroupManager, CgroupVersion, DEFAULT_CGROUP_PARENT,

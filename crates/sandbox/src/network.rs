@@ -2,7 +2,8 @@
 //! at `127.0.0.1:9001` as on Lambda.
 //!
 //! `__sandbox-init` creates the listening socket inside the new namespace and passes it to the
-//! server over the channel the server gave it as standard input; a socket stays in the namespace
+//! server over the channel the server gave it as standard input (the one the function's spec
+//! arrives on later); a socket stays in the namespace
 //! it was created in, so the server accepts the runtime's connections on it from outside. The
 //! host's loopback services and other environments are unreachable: nothing routes out.
 

@@ -122,7 +122,7 @@ fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
     let runtime = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(report);
-            match exec_runtime(spec) {
+            match exec_runtime(spec, true) {
                 Ok(never) => match never {},
                 Err(err) => {
                     eprintln!("kappa: starting the runtime failed: {err}");

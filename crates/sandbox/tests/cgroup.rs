@@ -229,6 +229,29 @@ fn limits_are_written() {
     manager.remove().unwrap();
 }
 
+/// A pooled group is sized when its function is known, up or down: on v1 the memory+swap limit
+/// must move first when growing (the kernel refuses a memory limit above it) and last when
+/// shrinking.
+#[test]
+fn groups_can_be_resized_both_ways() {
+    let Some(manager) = manager("resize") else {
+        return;
+    };
+    let env = manager
+        .create("env", &EnvironmentLimits::for_memory_size(128))
+        .unwrap();
+    for mb in [1024, 256, 10240, 128] {
+        env.apply_limits(&EnvironmentLimits::for_memory_size(mb))
+            .unwrap_or_else(|e| panic!("resizing to {mb} MB: {e}"));
+        let limit = control_file(&env, "memory.limit_in_bytes")
+            .or_else(|| control_file(&env, "memory.max"))
+            .unwrap();
+        assert_eq!(limit.trim(), (mb * MB).to_string());
+    }
+    remove_and_check(env);
+    manager.remove().unwrap();
+}
+
 #[test]
 fn memory_past_the_limit_is_oom_killed() {
     let Some(manager) = manager("oom") else {

@@ -301,6 +301,12 @@ impl EnvironmentCgroup {
 
     /// Lift the hard CPU quota (`None`), or set it back to `limits`' share. Lambda lets the
     /// init phase run at full speed and holds invocations to the share their memory buys.
+    /// Set memory, CPU weight and quota, and processes to `limits` (a pooled group is sized when
+    /// its function is known).
+    pub fn apply_limits(&self, limits: &EnvironmentLimits) -> Result<(), CgroupError> {
+        self.group.apply_limits(limits)
+    }
+
     pub fn set_cpu_quota(&self, limits: Option<&EnvironmentLimits>) -> Result<(), CgroupError> {
         self.group
             .set_cpu_quota(limits.map(EnvironmentLimits::cpu_quota_us))

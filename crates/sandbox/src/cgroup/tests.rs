@@ -378,6 +378,10 @@ fn v1_swap_is_disabled_where_the_kernel_accounts_it() {
         &memory.join("memory.memsw.limit_in_bytes"),
         "9223372036854771712\n",
     );
+    put(
+        &memory.join("memory.limit_in_bytes"),
+        "9223372036854771712\n",
+    );
     put(&memory.join("memory.swappiness"), "60\n");
     let limits = EnvironmentLimits::for_memory_size(128);
     v1::apply_limits(

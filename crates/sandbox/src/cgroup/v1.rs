@@ -55,7 +55,7 @@ impl Mounts {
     }
 }
 
-/// Write the environment's limits into its (new, empty) groups.
+/// Write the environment's limits into its groups (new ones, or a pooled one being sized).
 pub(super) fn apply_limits(
     memory: &Path,
     cpu: &Path,
@@ -63,13 +63,22 @@ pub(super) fn apply_limits(
     limits: &EnvironmentLimits,
 ) -> Result<(), CgroupError> {
     let bytes = limits.memory_bytes.to_string();
-    fs::write(&memory.join("memory.limit_in_bytes"), &bytes)?;
+    let limit = memory.join("memory.limit_in_bytes");
     // Memory plus swap, present only when the kernel accounts swap (`swapaccount=1`); set equal
-    // to the memory limit it allows no swap at all. Must follow the memory limit, which it may
-    // not undercut.
+    // to the memory limit it allows no swap at all. It may never be below the memory limit, so
+    // it goes first when the limit grows and second when it shrinks.
     let memsw = memory.join("memory.memsw.limit_in_bytes");
     if memsw.exists() {
-        fs::write(&memsw, &bytes)?;
+        let current = fs::read_u64(&limit)?;
+        if limits.memory_bytes > current {
+            fs::write(&memsw, &bytes)?;
+            fs::write(&limit, &bytes)?;
+        } else {
+            fs::write(&limit, &bytes)?;
+            fs::write(&memsw, &bytes)?;
+        }
+    } else {
+        fs::write(&limit, &bytes)?;
     }
     let swappiness = memory.join("memory.swappiness");
     if swappiness.exists() {
