@@ -117,7 +117,7 @@ impl FunctionRuntime {
 
     /// Shut every idle environment down and store the logs written so far.
     pub async fn shut_down(&self) {
-        self.environments.sandboxes.drain();
+        self.environments.sandboxes.close();
         let environments = self.pool.drain_all();
         let shutdowns = environments
             .into_iter()
@@ -125,6 +125,7 @@ impl FunctionRuntime {
         for shutdown in shutdowns {
             shutdown.await;
         }
+        self.environments.sandboxes.remove_cgroups().await;
         self.writer.flush().await;
     }
 

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::PipeReader;
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -76,6 +76,8 @@ pub struct SandboxLauncher {
     pool_size: usize,
     ready: Mutex<VecDeque<PreparedSandbox>>,
     preparing: AtomicUsize,
+    /// Set at shutdown: nothing more is prepared, and what is still being prepared is dropped.
+    closed: AtomicBool,
 }
 
 impl SandboxLauncher {
@@ -96,6 +98,7 @@ impl SandboxLauncher {
             pool_size,
             ready: Mutex::new(VecDeque::new()),
             preparing: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -136,6 +139,9 @@ impl SandboxLauncher {
     /// Start preparing sandboxes until the pool (counting those under way) is full.
     pub fn refill(self: &Arc<Self>) {
         loop {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
             let waiting = self.ready.lock().map(|ready| ready.len()).unwrap_or(0);
             let preparing = self.preparing.load(Ordering::Acquire);
             if waiting + preparing >= self.pool_size {
@@ -158,7 +164,9 @@ impl SandboxLauncher {
                 let prepared = launcher.prepare().await;
                 match prepared {
                     Ok(sandbox) => {
-                        if let Ok(mut ready) = launcher.ready.lock() {
+                        if let Ok(mut ready) = launcher.ready.lock()
+                            && !launcher.closed.load(Ordering::Acquire)
+                        {
                             ready.push_back(sandbox);
                         }
                     }
@@ -171,10 +179,25 @@ impl SandboxLauncher {
         }
     }
 
-    /// Stop and remove every waiting sandbox (at shutdown).
-    pub fn drain(&self) {
-        if let Ok(mut ready) = self.ready.lock() {
-            ready.clear();
+    /// At shutdown: stop preparing, and stop and remove every waiting sandbox.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        let waiting = self
+            .ready
+            .lock()
+            .map(|mut ready| std::mem::take(&mut *ready))
+            .unwrap_or_default();
+        drop(waiting);
+    }
+
+    /// At shutdown, once every environment is stopped: kill what is left in this server's
+    /// cgroups (sandboxes still being prepared, processes still dying) and remove them.
+    pub async fn remove_cgroups(&self) {
+        if let Some(manager) = self.cgroups.clone() {
+            let removed = tokio::task::spawn_blocking(move || manager.remove_all()).await;
+            if let Ok(Err(err)) = removed {
+                tracing::warn!(error = %err, "could not remove the server's cgroups");
+            }
         }
     }
 

@@ -239,6 +239,12 @@ impl CgroupManager {
 
     /// Kill every process left in this server's groups and remove them all, its own included.
     pub fn remove(self) -> Result<(), CgroupError> {
+        self.remove_all()
+    }
+
+    /// As [`CgroupManager::remove`], for a shared manager at shutdown: whatever environment
+    /// groups are still being torn down elsewhere go too.
+    pub fn remove_all(&self) -> Result<(), CgroupError> {
         self.instance.kill_all()?;
         self.instance.remove()
     }
