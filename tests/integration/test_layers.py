@@ -278,6 +278,19 @@ def test_list_layer_versions_newest_first_filters_and_pages(client, raw_client, 
     err = h.api_error(raw_client, lambda: raw_client.list_layer_versions(LayerName=layer_name, MaxItems=51),
                       400, "ValidationException")
     assert "at 'maxItems'" in err.message
+    err = h.api_error(raw_client, lambda: raw_client.list_layers(CompatibleRuntime="cobol"),
+                      400, "ValidationException")
+    assert err.message.startswith("1 validation error detected: Value 'cobol' at 'compatibleRuntime' failed to "
+                                  "satisfy constraint: Member must satisfy enum value set: [nodejs, ")
+    err = h.api_error(raw_client, lambda: raw_client.list_layers(CompatibleArchitecture="sparc"),
+                      400, "ValidationException")
+    assert err.message == ("1 validation error detected: Value 'sparc' at 'compatibleArchitecture' failed to "
+                           "satisfy constraint: Member must satisfy enum value set: [x86_64, arm64]")
+    err = h.api_error(raw_client, lambda: raw_client.get_layer_version_by_arn(Arn=layer_arn(layer_name)),
+                      400, "ValidationException")
+    assert err.message == (f"1 validation error detected: Value '{layer_arn(layer_name)}' at 'arn' failed to "
+                           "satisfy constraint: Member must satisfy regular expression pattern: "
+                           r"arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+:[0-9]+")
 
 
 # ---- permissions -----------------------------------------------------------------------------
