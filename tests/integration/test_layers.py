@@ -341,6 +341,14 @@ def test_layer_permissions(client, raw_client, layer_name):
     err = h.api_error(client, lambda: client.remove_layer_version_permission(
         LayerName=layer_name, VersionNumber=1, StatementId="nobody"), 404, "ResourceNotFoundException")
     assert err.message == "Statement nobody is not found in resource policy."
+    err = h.api_error(client, lambda: client.remove_layer_version_permission(
+        LayerName=layer_name, VersionNumber=1, StatementId="org", RevisionId=org["RevisionId"]),
+        412, "PreconditionFailedException")
+    assert err.message == ("The Revision Id provided does not match the latest Revision Id. Call the "
+                           "GetLayerPolicy API to retrieve the latest Revision Id")
+    err = h.api_error(client, lambda: client.get_layer_version_policy(LayerName=layer_name, VersionNumber=5),
+                      404, "ResourceNotFoundException")
+    assert err.message == f"Layer version {layer_arn(layer_name)}:5 does not exist."
     for sid in ("everyone", "org", "acct"):
         resp = client.remove_layer_version_permission(LayerName=layer_name, VersionNumber=1, StatementId=sid)
         assert resp["ResponseMetadata"]["HTTPStatusCode"] == 204
