@@ -345,3 +345,34 @@ fn layer_zip(content: Option<&layer_requests::LayerContentInput>) -> Result<Vec<
         .decode(encoded)
         .map_err(|_| ServiceError::InvalidRequestContent("ZipFile is not valid base64.".to_owned()))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::function::CodeRef;
+
+    fn layer(unzipped_size: u64) -> FunctionLayer {
+        FunctionLayer {
+            arn: "arn:aws:lambda:us-east-1:000000000000:layer:l:1".into(),
+            code: CodeRef {
+                sha256_hex: "aa".into(),
+                sha256_base64: "b64".into(),
+                size: 1,
+                unzipped_size,
+            },
+        }
+    }
+
+    #[test]
+    fn code_and_layers_may_unzip_to_exactly_the_limit() {
+        let half = MAX_UNZIPPED_SIZE / 2;
+        assert!(check_combined_size(half, &[layer(MAX_UNZIPPED_SIZE - half)]).is_ok());
+        let err = check_combined_size(half + 1, &[layer(MAX_UNZIPPED_SIZE - half)]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Function code combined with layers exceeds the maximum allowed size of 262144000 bytes. The actual size is 262144001 bytes."
+        );
+        // Without layers the package's own limit applies (checked with the zip).
+        assert!(check_combined_size(MAX_UNZIPPED_SIZE + 1, &[]).is_ok());
+    }
+}
