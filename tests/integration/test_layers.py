@@ -526,7 +526,7 @@ def test_node_requires_from_layer(client, fn_name, layer_name):
 
 
 def provided_layer_files() -> dict:
-    handler = 'respond_text "$(layer-tool):$(cat /opt/data.txt)"'
+    handler = 'respond_text "$(layer-tool):$(cat /opt/data.txt):$LD_LIBRARY_PATH"'
     return {
         "bootstrap": h.shell_bootstrap(handler),
         "bin/layer-tool": "#!/bin/sh\necho tool-from-layer\n",
@@ -539,7 +539,9 @@ def test_provided_runtime_with_bootstrap_only_in_a_layer(client, fn_name, layer_
         "LayerVersionArn"]
     h.create_custom_function(client, fn_name, bootstrap=None, files={"readme.txt": "no bootstrap here"},
                              Layers=[arn])
-    assert h.invoke_ok(client, fn_name, {}).payload == b"tool-from-layer:layer-data"
+    tool, data, library_path = h.invoke_ok(client, fn_name, {}).payload.decode().split(":", 2)
+    assert (tool, data) == ("tool-from-layer", "layer-data")
+    assert library_path.endswith(":/opt/lib"), library_path
     # Without the layer there is no bootstrap at all.
     client.update_function_configuration(FunctionName=fn_name, Layers=[])
     result = h.invoke(client, fn_name, {})
