@@ -524,7 +524,7 @@ impl FunctionService {
         self.blobs.path(sha256_hex)
     }
 
-    pub(super) fn forget(&self, name: &str) {
+    fn forget(&self, name: &str) {
         self.cache_generation.fetch_add(1, Ordering::AcqRel);
         if let Ok(mut cache) = self.invoke_cache.write() {
             cache.remove(name);
