@@ -29,9 +29,11 @@ const FATAL_REPORT_TIMEOUT_MS = 5000;
 function prepareEnvironment(env) {
   if (!env.NODE_PATH) {
     const taskRoot = env.LAMBDA_TASK_ROOT || '/var/task';
+    // Layers are at /opt; Kappa's unisolated mode (no mount namespace) says where they are.
+    const opt = env._KAPPA_OPT_DIR || '/opt';
     env.NODE_PATH = [
-      `/opt/nodejs/node${NODE_MAJOR}/node_modules`,
-      '/opt/nodejs/node_modules',
+      `${opt}/nodejs/node${NODE_MAJOR}/node_modules`,
+      `${opt}/nodejs/node_modules`,
       `${RUNTIME_DIR}/node_modules`,
       RUNTIME_DIR,
       taskRoot,

@@ -23,7 +23,7 @@ use kappa_core::logs_service::LogsService;
 
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
-use crate::routes::{account, code, event_invoke_config, functions, invoke, logs, tags};
+use crate::routes::{account, code, event_invoke_config, functions, invoke, layers, logs, tags};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -89,6 +89,23 @@ pub fn router(state: AppState) -> Router {
             get(tags::list_tags)
                 .post(tags::tag_resource)
                 .delete(tags::untag_resource),
+        )
+        .route("/2018-10-31/layers", get(layers::list_layers))
+        .route(
+            "/2018-10-31/layers/{name}/versions",
+            get(layers::list_layer_versions).post(layers::publish_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}",
+            get(layers::get_layer_version).delete(layers::delete_layer_version),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy",
+            get(layers::get_layer_version_policy).post(layers::add_layer_version_permission),
+        )
+        .route(
+            "/2018-10-31/layers/{name}/versions/{version}/policy/{statement_id}",
+            axum::routing::delete(layers::remove_layer_version_permission),
         )
         .route("/2016-08-19/account-settings", account_settings.clone())
         .route("/2016-08-19/account-settings/", account_settings)

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::layer::{FunctionLayer, LayerShape};
 use crate::names::AccountContext;
 
 /// The qualifier of the unpublished, mutable version of every function.
@@ -36,6 +37,9 @@ pub struct FunctionSettings {
     pub kms_key_arn: Option<String>,
     pub logging: LoggingSettings,
     pub snap_start_apply_on: String,
+    /// The layers at `/opt`, in order; absent in records written before layers existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub layers: Vec<FunctionLayer>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -96,6 +100,8 @@ pub struct FunctionConfiguration {
     pub environment: Option<EnvironmentResponse>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_config: Option<DeadLetterConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerShape>>,
     #[serde(rename = "KMSKeyArn", skip_serializing_if = "Option::is_none")]
     pub kms_key_arn: Option<String>,
     pub tracing_config: TracingConfig,
@@ -188,6 +194,15 @@ impl FunctionVersion {
             }),
             dead_letter_config: s.dead_letter_target.as_ref().map(|arn| DeadLetterConfig {
                 target_arn: Some(arn.clone()),
+            }),
+            layers: (!s.layers.is_empty()).then(|| {
+                s.layers
+                    .iter()
+                    .map(|layer| LayerShape {
+                        arn: layer.arn.clone(),
+                        code_size: layer.code.size,
+                    })
+                    .collect()
             }),
             kms_key_arn: s.kms_key_arn.clone(),
             tracing_config: TracingConfig {

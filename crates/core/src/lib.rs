@@ -7,6 +7,8 @@ pub mod control;
 pub mod error;
 pub mod function;
 pub mod invoke;
+pub mod layer;
+pub mod layer_store;
 pub mod logs;
 pub mod logs_service;
 pub mod names;

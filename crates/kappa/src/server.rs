@@ -42,9 +42,10 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         AccountLimits {
             concurrent_executions: config.concurrency_limit,
         },
-        Arc::new(store),
+        Arc::new(store.clone()),
         Arc::new(blobs),
-    );
+    )
+    .with_layer_store(Arc::new(store));
     let collected = functions
         .collect_unreferenced_code()
         .await

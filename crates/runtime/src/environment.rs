@@ -36,7 +36,7 @@ pub struct EnvironmentSettings {
     pub environments_dir: PathBuf,
     /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
     pub runtime_dir: PathBuf,
-    /// An empty directory shown at `/opt` until layers exist.
+    /// An empty directory shown at `/opt` for functions without layers.
     pub empty_opt_dir: PathBuf,
     pub region: String,
     pub init_timeout: Duration,
@@ -96,11 +96,12 @@ pub struct StartFailure {
 }
 
 impl ExecutionEnvironment {
-    /// Start an environment for `version` whose code is extracted at `code_dir`, on behalf of
-    /// the invocation `request_id` (named in error messages).
+    /// Start an environment for `version` whose code is extracted at `code_dir` and layers at
+    /// `opt_dir`, on behalf of the invocation `request_id` (named in error messages).
     pub async fn start(
         version: &FunctionVersion,
         code_dir: PathBuf,
+        opt_dir: PathBuf,
         settings: &EnvironmentSettings,
         writer: &LogWriter,
         request_id: &str,
@@ -150,7 +151,7 @@ impl ExecutionEnvironment {
                 Layout {
                     task_root: code_dir.clone(),
                     runtime_dir: runtime_dir.clone(),
-                    opt_dir: settings.empty_opt_dir.clone(),
+                    opt_dir: opt_dir.clone(),
                     lang_dir: None,
                 },
                 false,
@@ -160,7 +161,7 @@ impl ExecutionEnvironment {
             version,
             &layout,
             &code_dir,
-            &settings.empty_opt_dir,
+            &opt_dir,
             &runtime_dir,
             &settings.interpreters,
         ) {
@@ -230,6 +231,12 @@ impl ExecutionEnvironment {
         if !binds {
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
+            // Without a mount namespace the layers are not at /opt: the embedded bootstraps read
+            // their directory from here (see runtimes/*/README.md).
+            env.push((
+                launch::OPT_DIR_VARIABLE.into(),
+                opt_dir.display().to_string(),
+            ));
         }
         if let Err(message) = sandbox.size_for(version.settings.memory_size) {
             return Err(fail("Runtime.Unknown", message, &logs));
@@ -248,7 +255,7 @@ impl ExecutionEnvironment {
                         writable: false,
                     },
                     Bind {
-                        source: settings.empty_opt_dir.clone(),
+                        source: opt_dir.clone(),
                         target: layout.opt_dir.clone(),
                         writable: false,
                     },

@@ -164,6 +164,29 @@ impl FunctionRuntime {
         keys
     }
 
+    /// What the environment shows at `/opt`: the function's layers, extracted in order.
+    async fn opt_dir(
+        &self,
+        version: &kappa_core::function::FunctionVersion,
+    ) -> Result<std::path::PathBuf, ServiceError> {
+        let layers = &version.settings.layers;
+        if layers.is_empty() {
+            return Ok(self.environments.empty_opt_dir.clone());
+        }
+        let zips: Vec<(String, std::path::PathBuf)> = layers
+            .iter()
+            .map(|l| {
+                let digest = l.code.sha256_hex.clone();
+                let path = self.functions.code_path(&digest);
+                (digest, path)
+            })
+            .collect();
+        self.code
+            .extracted_layers(&zips)
+            .await
+            .map_err(ServiceError::internal)
+    }
+
     async fn run(
         &self,
         request: InvokeRequest,
@@ -203,9 +226,11 @@ impl FunctionRuntime {
                     .extracted(digest, &self.functions.code_path(digest))
                     .await
                     .map_err(ServiceError::internal)?;
+                let opt_dir = self.opt_dir(&version).await?;
                 match ExecutionEnvironment::start(
                     &version,
                     code_dir,
+                    opt_dir,
                     &self.environments,
                     &self.writer,
                     &request_id,

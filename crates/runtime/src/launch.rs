@@ -8,6 +8,9 @@ use kappa_core::function::FunctionVersion;
 use kappa_core::runtime;
 use thiserror::Error;
 
+/// Set only with `--isolation unsafe-none`: where the layers are, since nothing is at `/opt`.
+pub const OPT_DIR_VARIABLE: &str = "_KAPPA_OPT_DIR";
+
 /// Where the environment's files appear to the runtime.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -276,7 +279,10 @@ pub fn environment(
         path.push_str(&dir.display().to_string());
         path.push(':');
     }
-    path.push_str("/usr/local/bin:/usr/bin/:/bin:/opt/bin");
+    let opt_dir = layout.opt_dir.display().to_string();
+    path.push_str("/usr/local/bin:/usr/bin/:/bin:");
+    path.push_str(&opt_dir);
+    path.push_str("/bin");
     let task_root = layout.task_root.display().to_string();
     let mut vars: Vec<(String, String)> = vec![
         ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.into()),
@@ -305,7 +311,7 @@ pub fn environment(
         (
             "LD_LIBRARY_PATH".into(),
             format!(
-                "{lang}/lib64:/usr/lib64:{runtime}:{runtime}/lib:{task_root}:{task_root}/lib:/opt/lib",
+                "{lang}/lib64:/usr/lib64:{runtime}:{runtime}/lib:{task_root}:{task_root}/lib:{opt_dir}/lib",
                 runtime = layout.runtime_dir.display(),
                 lang = layout
                     .lang_dir

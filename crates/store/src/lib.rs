@@ -6,6 +6,7 @@ mod connection;
 mod migrations;
 mod sqlite;
 mod sqlite_async;
+mod sqlite_layers;
 mod sqlite_logs;
 
 pub use blobs::FsCodeBlobs;

@@ -10,12 +10,13 @@ use kappa_core::store::{FunctionStore, StoreError, StoredUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::connection::{Database, Durability, SqliteStoreError, backend};
+use crate::sqlite_layers::write_function_layers;
 
 /// SQLite-backed function records. Every commit is fully synced: an acknowledged change survives
 /// a crash at any moment.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl SqliteStore {
@@ -58,7 +59,8 @@ impl FunctionStore for SqliteStore {
         let tags = encode(&record.tags)?;
         let record = record.clone();
         self.db.with_conn(move |conn| {
-            let inserted = conn
+            let tx = conn.transaction().map_err(backend)?;
+            let inserted = tx
                 .execute(
                     "INSERT INTO functions (name, revision_id, code_sha256, code_size, latest, tags, created_at)
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (name) DO NOTHING",
@@ -73,7 +75,11 @@ impl FunctionStore for SqliteStore {
                     ],
                 )
                 .map_err(backend)?;
-            if inserted == 0 { Err(StoreError::AlreadyExists) } else { Ok(()) }
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists);
+            }
+            write_function_layers(&tx, &record)?;
+            tx.commit().map_err(backend)
         })
         .await
     }
@@ -144,6 +150,7 @@ impl FunctionStore for SqliteStore {
                 ],
             )
             .map_err(backend)?;
+            write_function_layers(&tx, &record)?;
             tx.commit().map_err(backend)
         })
         .await
@@ -158,6 +165,11 @@ impl FunctionStore for SqliteStore {
                 if record.is_some() {
                     tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
                         .map_err(backend)?;
+                    tx.execute(
+                        "DELETE FROM function_layers WHERE function_name = ?1",
+                        [&name],
+                    )
+                    .map_err(backend)?;
                     // A function's settings go with it: a new function of the same name starts clean.
                     tx.execute(
                         "DELETE FROM event_invoke_configs WHERE function_name = ?1",
@@ -214,7 +226,9 @@ impl FunctionStore for SqliteStore {
         self.db
             .with_conn(|conn| {
                 conn.query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions",
+                    "SELECT COUNT(*), COALESCE(SUM(code_size), 0)
+                       + (SELECT COALESCE(SUM(code_size), 0) FROM layer_versions)
+                     FROM functions",
                     [],
                     |row| {
                         Ok(StoredUsage {
@@ -232,7 +246,11 @@ impl FunctionStore for SqliteStore {
         self.db
             .with_conn(|conn| {
                 let mut statement = conn
-                    .prepare_cached("SELECT DISTINCT code_sha256 FROM functions")
+                    .prepare_cached(
+                        "SELECT code_sha256 FROM functions
+                         UNION SELECT code_sha256 FROM layer_versions
+                         UNION SELECT code_sha256 FROM function_layers",
+                    )
                     .map_err(backend)?;
                 let rows = statement
                     .query_map([], |row| row.get::<_, String>(0))
@@ -273,6 +291,7 @@ mod tests {
                         system_log_level: None,
                     },
                     snap_start_apply_on: "None".into(),
+                    layers: Vec::new(),
                 },
                 code: CodeRef {
                     sha256_hex: digest.to_owned(),

@@ -29,13 +29,16 @@ _WRAPPED_MARKER = "_KAPPA_EXEC_WRAPPER_APPLIED"
 
 def setup_sys_path(task_root):
     """Lambda's module search order: task root, layer paths, runtime dir, then the rest."""
-    layer_site = "/opt/python/lib/python%d.%d/site-packages" % sys.version_info[:2]
+    # Layers are at /opt; Kappa's unisolated mode (no mount namespace) says where they are.
+    opt = os.environ.get("_KAPPA_OPT_DIR") or "/opt"
+    layer_site = "%s/python/lib/python%d.%d/site-packages" % ((opt,) + sys.version_info[:2])
+    layer_root = opt + "/python"
     # Added as site dirs first, so .pth files in layers work; that appends them at the end.
     site.addsitedir(layer_site)
-    site.addsitedir("/opt/python")
+    site.addsitedir(layer_root)
     if sys.path and os.path.abspath(sys.path[0] or ".") == errors.RUNTIME_DIR:
         del sys.path[0]
-    sys.path[0:0] = [task_root, layer_site, "/opt/python", errors.RUNTIME_DIR]
+    sys.path[0:0] = [task_root, layer_site, layer_root, errors.RUNTIME_DIR]
 
 
 def load_handler(spec):

@@ -6,5 +6,6 @@ pub mod code;
 pub mod event_invoke_config;
 pub mod functions;
 pub mod invoke;
+pub mod layers;
 pub mod logs;
 pub mod tags;

@@ -9,6 +9,7 @@ use base64::Engine as _;
 use serde::Serialize;
 use tokio::sync::Mutex;
 
+use super::layers::check_combined_size;
 use super::requests::{
     CreateFunctionInput, FunctionCodeInput, UpdateFunctionCodeInput,
     UpdateFunctionConfigurationInput,
@@ -19,6 +20,7 @@ use crate::code_package::{
 };
 use crate::error::ServiceError;
 use crate::function::{FunctionConfiguration, FunctionRecord, FunctionVersion, LATEST};
+use crate::layer_store::LayerStore;
 use crate::names::{AccountContext, FunctionRef, RefUse};
 use crate::store::{CodeBlobs, FunctionStore, StoreError};
 
@@ -83,13 +85,15 @@ pub struct AccountUsageShape {
 /// The function operations. Cheap to clone; share one per server.
 #[derive(Clone)]
 pub struct FunctionService {
-    account: AccountContext,
+    pub(super) account: AccountContext,
     limits: AccountLimits,
-    store: Arc<dyn FunctionStore>,
-    blobs: Arc<dyn CodeBlobs>,
+    pub(super) store: Arc<dyn FunctionStore>,
+    pub(super) blobs: Arc<dyn CodeBlobs>,
+    /// Layer versions; `None` until `with_layer_store`, and then every layer is unknown.
+    pub(super) layer_store: Option<Arc<dyn LayerStore>>,
     /// Held while a blob is written and its record committed, and while a record is removed
     /// and its blob collected, so a blob is never collected under a record about to refer to it.
-    code_lifecycle: Arc<Mutex<()>>,
+    pub(super) code_lifecycle: Arc<Mutex<()>>,
     /// `$LATEST` of recently invoked functions, so the invoke path does not read the store.
     invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
     /// Bumped on every change; a read started before a change is not cached.
@@ -116,10 +120,18 @@ impl FunctionService {
             limits,
             store,
             blobs,
+            layer_store: None,
             code_lifecycle: Arc::new(Mutex::new(())),
             invoke_cache: Arc::default(),
             cache_generation: Arc::default(),
         }
+    }
+
+    /// Use `layers` for the layer operations and the `Layers` of functions.
+    #[must_use]
+    pub fn with_layer_store(mut self, layers: Arc<dyn LayerStore>) -> Self {
+        self.layer_store = Some(layers);
+        self
     }
 
     pub fn account(&self) -> &AccountContext {
@@ -171,7 +183,8 @@ impl FunctionService {
         }
         let zip = zip_bytes(input.code.as_ref())?;
         let package = check_package(&zip)?;
-        let record = FunctionRecord {
+        let layer_arns = input.layers.clone().unwrap_or_default();
+        let mut record = FunctionRecord {
             latest: FunctionVersion {
                 name: reference.name.clone(),
                 version: LATEST.to_owned(),
@@ -186,6 +199,8 @@ impl FunctionService {
             return Err(already_exists(&reference.name));
         }
         let _guard = self.code_lifecycle.lock().await;
+        record.latest.settings.layers = self.resolve_function_layers(&layer_arns).await?;
+        check_combined_size(package.code.unzipped_size, &record.latest.settings.layers)?;
         self.check_storage_quota(package.code.size).await?;
         self.put_blob(&package, &zip).await?;
         match self.store.create_function(&record).await {
@@ -283,6 +298,7 @@ impl FunctionService {
         let package = check_package(&zip)?;
         let current = self.require_record(&reference.name).await?;
         check_revision(input.revision_id.as_deref(), current.revision_id())?;
+        check_combined_size(package.code.unzipped_size, &current.latest.settings.layers)?;
         let mut next = current.clone();
         next.latest.code = package.code.clone();
         if let Some(architectures) = input.architectures {
@@ -318,8 +334,18 @@ impl FunctionService {
     ) -> Result<FunctionConfiguration, ServiceError> {
         let reference = self.parse_unqualified(name, RefUse::Write)?;
         let current = self.require_record(&reference.name).await?;
-        let settings = settings::apply_update(&current.latest.settings, &input)?;
+        let mut settings = settings::apply_update(&current.latest.settings, &input)?;
         check_revision(input.revision_id.as_deref(), current.revision_id())?;
+        // Changing layers takes and drops blob references: under the code-lifecycle lock.
+        let layers_guard = match &input.layers {
+            Some(arns) => {
+                let guard = self.code_lifecycle.lock().await;
+                settings.layers = self.resolve_function_layers(arns).await?;
+                check_combined_size(current.latest.code.unzipped_size, &settings.layers)?;
+                Some(guard)
+            }
+            None => None,
+        };
         let mut next = current.clone();
         next.latest.settings = settings;
         next.latest.revision_id = new_revision_id();
@@ -329,7 +355,12 @@ impl FunctionService {
             .replace_function(&next, current.revision_id())
             .await;
         self.forget(&reference.name);
-        self.finish_replace(replaced, &next, input.revision_id.is_some())
+        let outcome = self.finish_replace(replaced, &next, input.revision_id.is_some());
+        if outcome.is_ok() && layers_guard.is_some() {
+            self.drop_unused_layer_blobs(&current.latest, &next.latest)
+                .await?;
+        }
+        outcome
     }
 
     pub async fn delete_function(
@@ -360,6 +391,10 @@ impl FunctionService {
         self.forget(&reference.name);
         self.drop_blob_if_unreferenced(&removed.latest.code.sha256_hex)
             .await?;
+        for layer in &removed.latest.settings.layers {
+            self.drop_blob_if_unreferenced(&layer.code.sha256_hex)
+                .await?;
+        }
         tracing::info!(function = %reference.name, "function deleted");
         Ok(())
     }
@@ -597,7 +632,7 @@ impl FunctionService {
         }
     }
 
-    async fn check_storage_quota(&self, adding: u64) -> Result<(), ServiceError> {
+    pub(super) async fn check_storage_quota(&self, adding: u64) -> Result<(), ServiceError> {
         let usage = self.store.usage().await.map_err(ServiceError::internal)?;
         if usage.total_code_size.saturating_add(adding) > TOTAL_CODE_SIZE_LIMIT {
             return Err(ServiceError::CodeStorageExceeded(
@@ -615,7 +650,10 @@ impl FunctionService {
     }
 
     /// Remove a blob if no record refers to it. Callers hold `code_lifecycle`.
-    async fn drop_blob_if_unreferenced(&self, sha256_hex: &str) -> Result<(), ServiceError> {
+    pub(super) async fn drop_blob_if_unreferenced(
+        &self,
+        sha256_hex: &str,
+    ) -> Result<(), ServiceError> {
         let referenced = self
             .store
             .referenced_code()
@@ -659,7 +697,7 @@ fn zip_bytes(code: Option<&FunctionCodeInput>) -> Result<Vec<u8>, ServiceError> 
         .map_err(|_| ServiceError::InvalidRequestContent("ZipFile is not valid base64.".to_owned()))
 }
 
-fn check_package(zip: &[u8]) -> Result<CheckedPackage, ServiceError> {
+pub(super) fn check_package(zip: &[u8]) -> Result<CheckedPackage, ServiceError> {
     code_package::check_zip(zip, MAX_UNZIPPED_SIZE).map_err(|err| match err {
         CodePackageError::ZippedTooLarge(_) => ServiceError::RequestEntityTooLarge(format!(
             "Zipped size must be smaller than {MAX_ZIPPED_SIZE} bytes"
@@ -701,12 +739,12 @@ fn publishing_not_supported() -> ServiceError {
     )
 }
 
-fn new_revision_id() -> String {
+pub(super) fn new_revision_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
 
 /// `LastModified` as Lambda writes it: `2024-01-31T12:34:56.789+0000`.
-fn now_timestamp() -> String {
+pub(super) fn now_timestamp() -> String {
     chrono::Utc::now()
         .format("%Y-%m-%dT%H:%M:%S%.3f%z")
         .to_string()

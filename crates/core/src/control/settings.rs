@@ -254,6 +254,8 @@ pub fn settings_for_create(input: &CreateFunctionInput) -> Result<FunctionSettin
             .as_ref()
             .and_then(|s| s.apply_on.clone())
             .unwrap_or_else(|| "None".to_owned()),
+        // Resolved against the stored layer versions by the service.
+        layers: Vec::new(),
     })
 }
 
@@ -567,17 +569,12 @@ fn check_rules(m: RuleMembers<'_>) -> Result<(), ServiceError> {
     if let Some(variables) = m.environment.and_then(|e| e.variables.as_ref()) {
         check_environment(variables)?;
     }
-    if let Some(layers) = m.layers {
-        if layers.len() > MAX_LAYERS {
-            return Err(ServiceError::InvalidParameterValue(
-                "Cannot reference more than 5 layers.".to_owned(),
-            ));
-        }
-        if let Some(first) = layers.first() {
-            return Err(ServiceError::InvalidParameterValue(format!(
-                "Layer version {first} does not exist."
-            )));
-        }
+    if let Some(layers) = m.layers
+        && layers.len() > MAX_LAYERS
+    {
+        return Err(ServiceError::InvalidParameterValue(
+            "Cannot reference more than 5 layers.".to_owned(),
+        ));
     }
     if m.vpc.is_some_and(|vpc| {
         vpc.subnet_ids.as_ref().is_some_and(|s| !s.is_empty())
