@@ -12,7 +12,9 @@ use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
 use kappa_runtime::{AsyncSettings, FunctionRuntime, Invocations, Isolation, RuntimeSettings};
-use kappa_store::{FsCodeBlobs, SqliteAsyncStore, SqliteLogStore, SqliteStore};
+use kappa_store::{
+    DataKey, FsCodeBlobs, Sealer, SqliteAsyncStore, SqliteLogStore, SqliteStore, SqliteStoreError,
+};
 
 use crate::config::{IsolationMode, ServerConfig};
 use crate::data_dir::DataDir;
@@ -27,8 +29,7 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn run(config: ServerConfig) -> Result<()> {
     let isolation = check_isolation(config.isolation)?;
     let data_dir = DataDir::lock(&config.data_dir)?;
-    let store = SqliteStore::open(&data_dir.database())
-        .with_context(|| format!("opening the store in {}", data_dir.root().display()))?;
+    let store = open_store(&data_dir, config.data_key_file.as_deref())?;
     let log_store = Arc::new(
         SqliteLogStore::open(&data_dir.database())
             .with_context(|| format!("opening the log store in {}", data_dir.root().display()))?,
@@ -123,6 +124,38 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     runtime.shut_down().await;
     tracing::info!("kappa stopped");
     Ok(())
+}
+
+/// The function store, sealing with the data key: the one in the data directory (created at the
+/// first start) or the operator's `--data-key-file`.
+fn open_store(data_dir: &DataDir, key_file: Option<&std::path::Path>) -> Result<SqliteStore> {
+    let (key, created_at) = match key_file {
+        Some(path) => (DataKey::load(path)?, None),
+        None => {
+            let path = data_dir.data_key();
+            let (key, created) = DataKey::load_or_create(&path)?;
+            (key, created.then_some(path))
+        }
+    };
+    match SqliteStore::open(&data_dir.database(), Sealer::new(&key)) {
+        Ok(store) => Ok(store),
+        Err(err @ SqliteStoreError::WrongDataKey { .. }) => {
+            if let Some(path) = created_at {
+                // The key file was missing: leave it missing rather than keep a useless key.
+                let _ = std::fs::remove_file(&path);
+                return Err(err).with_context(|| {
+                    format!(
+                        "the data key file {} is missing, but this data directory holds environment variables sealed with a key; restore the file (or pass --data-key-file)",
+                        path.display()
+                    )
+                });
+            }
+            Err(err).context("opening the store")
+        }
+        Err(err) => {
+            Err(err).with_context(|| format!("opening the store in {}", data_dir.root().display()))
+        }
+    }
 }
 
 fn check_isolation(mode: IsolationMode) -> Result<Isolation> {
