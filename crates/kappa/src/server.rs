@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use kappa_api::AppState;
 use kappa_api::auth::AcceptAnyCredentials;
+use kappa_core::control::concurrency::ConcurrencyService;
 use kappa_core::control::event_invoke_config::EventInvokeConfigService;
 use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
@@ -29,7 +30,7 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn run(config: ServerConfig) -> Result<()> {
     let isolation = check_isolation(config.isolation)?;
     let data_dir = DataDir::lock(&config.data_dir)?;
-    let store = open_store(&data_dir, config.data_key_file.as_deref())?;
+    let store = Arc::new(open_store(&data_dir, config.data_key_file.as_deref())?);
     let log_store = Arc::new(
         SqliteLogStore::open(&data_dir.database())
             .with_context(|| format!("opening the log store in {}", data_dir.root().display()))?,
@@ -42,9 +43,14 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         AccountLimits {
             concurrent_executions: config.concurrency_limit,
         },
-        Arc::new(store),
+        store.clone(),
         Arc::new(blobs),
     );
+    let concurrency = ConcurrencyService::new(functions.clone(), store);
+    concurrency
+        .load()
+        .await
+        .context("loading reserved concurrency")?;
     let collected = functions
         .collect_unreferenced_code()
         .await
@@ -103,6 +109,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         functions,
         invoker: invocations.clone(),
         event_invoke_configs,
+        concurrency,
         metrics: invocations.clone(),
         logs,
         authenticator: Arc::new(AcceptAnyCredentials),

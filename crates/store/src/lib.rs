@@ -9,6 +9,7 @@ mod migrations;
 mod sealed;
 mod sqlite;
 mod sqlite_async;
+mod sqlite_concurrency;
 mod sqlite_logs;
 mod sqlite_sealing;
 

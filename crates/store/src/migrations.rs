@@ -7,6 +7,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_functions.sql")),
     (2, include_str!("../migrations/0002_logs.sql")),
     (3, include_str!("../migrations/0003_async.sql")),
+    (
+        7,
+        include_str!("../migrations/0007_reserved_concurrency.sql"),
+    ),
 ];
 
 /// Bring the schema up to date; returns the number of migrations applied.

@@ -17,6 +17,7 @@ use super::settings::{self, check_tags};
 use crate::code_package::{
     self, CheckedPackage, CodePackageError, MAX_UNZIPPED_SIZE, MAX_ZIPPED_SIZE,
 };
+use crate::concurrency::ConcurrencyLimits;
 use crate::error::ServiceError;
 use crate::function::{FunctionConfiguration, FunctionRecord, FunctionVersion, LATEST};
 use crate::names::{AccountContext, FunctionRef, RefUse};
@@ -94,6 +95,8 @@ pub struct FunctionService {
     invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
     /// Bumped on every change; a read started before a change is not cached.
     cache_generation: Arc<AtomicU64>,
+    /// Reserved concurrency and running invocations, checked on every invoke.
+    concurrency: Arc<ConcurrencyLimits>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -119,7 +122,13 @@ impl FunctionService {
             code_lifecycle: Arc::new(Mutex::new(())),
             invoke_cache: Arc::default(),
             cache_generation: Arc::default(),
+            concurrency: Arc::new(ConcurrencyLimits::new(limits.concurrent_executions)),
         }
+    }
+
+    /// The account's concurrency: reservations and running invocations.
+    pub fn concurrency(&self) -> &Arc<ConcurrencyLimits> {
+        &self.concurrency
     }
 
     pub fn account(&self) -> &AccountContext {
@@ -351,6 +360,8 @@ impl FunctionService {
             }
         }
         let _guard = self.code_lifecycle.lock().await;
+        // The reservation goes with the function (the store drops its row in the same commit).
+        let _reservations = self.concurrency.lock_changes().await;
         let removed = self
             .store
             .delete_function(&reference.name)
@@ -358,6 +369,7 @@ impl FunctionService {
             .map_err(ServiceError::internal)?
             .ok_or_else(|| self.not_found(&reference.name, None))?;
         self.forget(&reference.name);
+        self.concurrency.set(&reference.name, None);
         self.drop_blob_if_unreferenced(&removed.latest.code.sha256_hex)
             .await?;
         tracing::info!(function = %reference.name, "function deleted");
@@ -425,7 +437,7 @@ impl FunctionService {
                 code_size_unzipped: MAX_UNZIPPED_SIZE,
                 code_size_zipped: MAX_ZIPPED_SIZE,
                 concurrent_executions: self.limits.concurrent_executions,
-                unreserved_concurrent_executions: self.limits.concurrent_executions,
+                unreserved_concurrent_executions: self.concurrency.unreserved(),
             },
             account_usage: AccountUsageShape {
                 total_code_size: usage.total_code_size,
