@@ -82,8 +82,9 @@ def create(client, name: str, variables: dict[str, str], **extra) -> dict:
 
 @pytest.fixture
 def isolated(server_factory):
-    """A server of its own, with a short async retry delay."""
-    return server_factory(env=ka.async_env())
+    """A server of its own, with a short async retry delay, logging at debug level so that every
+    tracing call of Kappa (and its libraries') is exercised by the search of its log."""
+    return server_factory(env=ka.async_env(KAPPA_LOG="debug"))
 
 
 def test_variables_are_nowhere_on_disk_and_survive_a_restart(isolated):

@@ -17,7 +17,8 @@ use crate::sealed::Sealer;
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) db: Database,
-    sealer: Sealer,
+    /// Every table that stores a `FunctionVersion` writes and reads it through this.
+    pub(crate) sealer: Sealer,
 }
 
 impl SqliteStore {
