@@ -17,13 +17,16 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use kappa_core::control::FunctionService;
+use kappa_core::control::concurrency::ConcurrencyService;
 use kappa_core::control::event_invoke_config::EventInvokeConfigService;
 use kappa_core::invoke::{Invoker, MetricsSource};
 use kappa_core::logs_service::LogsService;
 
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
-use crate::routes::{account, code, event_invoke_config, functions, invoke, layers, logs, tags};
+use crate::routes::{
+    account, code, concurrency, event_invoke_config, functions, invoke, layers, logs, tags,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -31,6 +34,7 @@ pub struct AppState {
     pub functions: FunctionService,
     pub invoker: Arc<dyn Invoker>,
     pub event_invoke_configs: EventInvokeConfigService,
+    pub concurrency: ConcurrencyService,
     pub metrics: Arc<dyn MetricsSource>,
     pub logs: LogsService,
     pub authenticator: Arc<dyn Authenticator>,
@@ -64,6 +68,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2019-09-25/functions/{name}/event-invoke-config/list",
             get(event_invoke_config::list),
+        )
+        .route(
+            "/2017-10-31/functions/{name}/concurrency",
+            axum::routing::put(concurrency::put).delete(concurrency::delete),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/concurrency",
+            get(concurrency::get),
         )
         .route(
             "/2015-03-31/functions/{name}/invocations",

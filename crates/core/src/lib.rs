@@ -3,6 +3,7 @@
 
 pub mod async_queue;
 pub mod code_package;
+pub mod concurrency;
 pub mod control;
 pub mod error;
 pub mod function;

@@ -58,8 +58,14 @@ pub struct ServerArgs {
     /// twice as long each [default: 60, as Lambda]
     #[arg(long, env = "KAPPA_ASYNC_RETRY_DELAY_SECS")]
     pub async_retry_delay_secs: Option<u64>,
+    /// File holding the 256-bit key that seals environment variables at rest (64 hex
+    /// characters), kept outside the data directory [default: <data dir>/keys/data.key, created
+    /// at the first start]
+    #[arg(long, env = "KAPPA_DATA_KEY_FILE")]
+    pub data_key_file: Option<PathBuf>,
     /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
-    /// isolation, function_network, sandbox_pool_size, keep_alive_secs, python, node, async_retry_delay_secs
+    /// isolation, function_network, sandbox_pool_size, keep_alive_secs, python, node,
+    /// async_retry_delay_secs, data_key_file
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -102,6 +108,7 @@ struct FileConfig {
     python: Option<PathBuf>,
     node: Option<PathBuf>,
     async_retry_delay_secs: Option<u64>,
+    data_key_file: Option<PathBuf>,
 }
 
 /// Settings after merging flags, environment, file and defaults.
@@ -119,6 +126,8 @@ pub struct ServerConfig {
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
     pub async_retry_delay_secs: u64,
+    /// The data key's file when it is kept outside the data directory.
+    pub data_key_file: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -178,6 +187,7 @@ impl ServerConfig {
                 .async_retry_delay_secs
                 .or(file.async_retry_delay_secs)
                 .unwrap_or(DEFAULT_ASYNC_RETRY_DELAY_SECS),
+            data_key_file: args.data_key_file.or(file.data_key_file),
         })
     }
 }

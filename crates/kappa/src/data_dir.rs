@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 const LOCK_FILE: &str = "kappa.lock";
 const DATABASE_FILE: &str = "kappa.db";
 const BLOBS_DIR: &str = "blobs";
+const DATA_KEY_FILE: &str = "keys/data.key";
 
 /// A data directory held by this process for as long as the value lives.
 #[derive(Debug)]
@@ -62,6 +63,11 @@ impl DataDir {
 
     pub fn blobs(&self) -> PathBuf {
         self.root.join(BLOBS_DIR)
+    }
+
+    /// The key that seals environment variables, unless `--data-key-file` names another.
+    pub fn data_key(&self) -> PathBuf {
+        self.root.join(DATA_KEY_FILE)
     }
 }
 

@@ -7,13 +7,16 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use kappa_api::AppState;
 use kappa_api::auth::AcceptAnyCredentials;
+use kappa_core::control::concurrency::ConcurrencyService;
 use kappa_core::control::event_invoke_config::EventInvokeConfigService;
 use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
 use kappa_runtime::{AsyncSettings, FunctionRuntime, Invocations, Isolation, RuntimeSettings};
 use kappa_sandbox::SandboxNetwork;
-use kappa_store::{FsCodeBlobs, SqliteAsyncStore, SqliteLogStore, SqliteStore};
+use kappa_store::{
+    DataKey, FsCodeBlobs, Sealer, SqliteAsyncStore, SqliteLogStore, SqliteStore, SqliteStoreError,
+};
 
 use crate::config::{FunctionNetwork, IsolationMode, ServerConfig};
 use crate::data_dir::DataDir;
@@ -28,8 +31,7 @@ const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 pub async fn run(config: ServerConfig) -> Result<()> {
     let isolation = check_isolation(config.isolation)?;
     let data_dir = DataDir::lock(&config.data_dir)?;
-    let store = SqliteStore::open(&data_dir.database())
-        .with_context(|| format!("opening the store in {}", data_dir.root().display()))?;
+    let store = Arc::new(open_store(&data_dir, config.data_key_file.as_deref())?);
     let log_store = Arc::new(
         SqliteLogStore::open(&data_dir.database())
             .with_context(|| format!("opening the log store in {}", data_dir.root().display()))?,
@@ -42,10 +44,15 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         AccountLimits {
             concurrent_executions: config.concurrency_limit,
         },
-        Arc::new(store.clone()),
+        store.clone(),
         Arc::new(blobs),
     )
-    .with_layer_store(Arc::new(store));
+    .with_layer_store(store.clone());
+    let concurrency = ConcurrencyService::new(functions.clone(), store);
+    concurrency
+        .load()
+        .await
+        .context("loading reserved concurrency")?;
     let collected = functions
         .collect_unreferenced_code()
         .await
@@ -109,6 +116,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         functions,
         invoker: invocations.clone(),
         event_invoke_configs,
+        concurrency,
         metrics: invocations.clone(),
         logs,
         authenticator: Arc::new(AcceptAnyCredentials),
@@ -130,6 +138,38 @@ pub async fn run(config: ServerConfig) -> Result<()> {
     runtime.shut_down().await;
     tracing::info!("kappa stopped");
     Ok(())
+}
+
+/// The function store, sealing with the data key: the one in the data directory (created at the
+/// first start) or the operator's `--data-key-file`.
+fn open_store(data_dir: &DataDir, key_file: Option<&std::path::Path>) -> Result<SqliteStore> {
+    let (key, created_at) = match key_file {
+        Some(path) => (DataKey::load(path)?, None),
+        None => {
+            let path = data_dir.data_key();
+            let (key, created) = DataKey::load_or_create(&path)?;
+            (key, created.then_some(path))
+        }
+    };
+    match SqliteStore::open(&data_dir.database(), Sealer::new(&key)) {
+        Ok(store) => Ok(store),
+        Err(err @ SqliteStoreError::WrongDataKey { .. }) => {
+            if let Some(path) = created_at {
+                // The key file was missing: leave it missing rather than keep a useless key.
+                let _ = std::fs::remove_file(&path);
+                return Err(err).with_context(|| {
+                    format!(
+                        "the data key file {} is missing, but this data directory holds environment variables sealed with a key; restore the file (or pass --data-key-file)",
+                        path.display()
+                    )
+                });
+            }
+            Err(err).context("opening the store")
+        }
+        Err(err) => {
+            Err(err).with_context(|| format!("opening the store in {}", data_dir.root().display()))
+        }
+    }
 }
 
 fn check_isolation(mode: IsolationMode) -> Result<Isolation> {

@@ -40,6 +40,8 @@ pub struct RuntimeSettings {
     pub init_timeout: Duration,
     /// How long an idle environment stays warm.
     pub keep_alive: Duration,
+    /// The account limit; invocations are admitted by `FunctionService::concurrency`, which
+    /// was built with the same value.
     pub concurrency_limit: u32,
     pub region: String,
     /// Sandboxes kept prepared ahead of cold starts (0: none).
@@ -79,7 +81,7 @@ impl FunctionRuntime {
         std::fs::create_dir_all(&empty_opt_dir)?;
         let runtime = Arc::new(Self {
             functions,
-            pool: EnvironmentPool::new(settings.concurrency_limit),
+            pool: EnvironmentPool::new(),
             code: CodeCache::new(code_root),
             environments: EnvironmentSettings {
                 sandboxes: SandboxLauncher::new(
@@ -193,12 +195,8 @@ impl FunctionRuntime {
         version: Arc<kappa_core::function::FunctionVersion>,
         invoked_function_arn: String,
     ) -> Result<InvokeResponse, ServiceError> {
-        let Some(permit) = self.pool.try_reserve() else {
-            return Err(ServiceError::TooManyRequests {
-                reason: "ConcurrentInvocationLimitExceeded",
-                message: "Rate Exceeded.".to_owned(),
-            });
-        };
+        // The function's reservation, or the pool shared by functions without one.
+        let slot = self.functions.concurrency().try_admit(&version.name)?;
         let request_id = request
             .request_id
             .clone()
@@ -260,7 +258,7 @@ impl FunctionRuntime {
             let tmp = environment.into_preserved_tmp();
             self.pool.put_reset_tmp(key, tmp);
         }
-        drop(permit);
+        drop(slot);
         Ok(respond(result.payload, result.failed, &result.log))
     }
 }

@@ -1,11 +1,10 @@
-//! Idle environments per function version, and the account's concurrency limit.
+//! Idle environments per function version. (Concurrency is admitted before an environment is
+//! taken: `kappa_core::concurrency`.)
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::environment::ExecutionEnvironment;
 
@@ -23,21 +22,14 @@ pub struct EnvironmentPool {
     idle: Mutex<HashMap<VersionKey, Vec<ExecutionEnvironment>>>,
     /// `/tmp` directories of environments that were reset, waiting for their replacement.
     reset_tmp: Mutex<HashMap<VersionKey, Vec<(PathBuf, Instant)>>>,
-    concurrency: Arc<Semaphore>,
 }
 
 impl EnvironmentPool {
-    pub fn new(concurrency_limit: u32) -> Self {
+    pub fn new() -> Self {
         Self {
             idle: Mutex::default(),
             reset_tmp: Mutex::default(),
-            concurrency: Arc::new(Semaphore::new(concurrency_limit as usize)),
         }
-    }
-
-    /// A slot of the account's concurrency, or `None` when all are in use.
-    pub fn try_reserve(&self) -> Option<OwnedSemaphorePermit> {
-        Arc::clone(&self.concurrency).try_acquire_owned().ok()
     }
 
     /// The most recently used idle environment of `key`, if one is alive.

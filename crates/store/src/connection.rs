@@ -26,6 +26,13 @@ pub enum SqliteStoreError {
     Open(#[source] rusqlite::Error),
     #[error("migrating the schema")]
     Migrate(#[source] rusqlite::Error),
+    #[error("sealing the environment variables stored in plaintext by an earlier release")]
+    SealPlaintext(#[source] Box<dyn std::error::Error + Send + Sync + 'static>),
+    /// Every sealed row failed to open: the key is not the one the data was written with.
+    #[error(
+        "the data key does not open the environment variables stored for {count} function(s), e.g. {example}: it is not the key this data directory was written with"
+    )]
+    WrongDataKey { count: usize, example: String },
 }
 
 #[derive(Clone)]
@@ -58,6 +65,19 @@ impl Database {
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
+    }
+
+    /// Run `f` with the connection on this thread; for work at open, before serving.
+    pub fn blocking<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, SqliteStoreError>,
+    ) -> Result<T, SqliteStoreError> {
+        // Called right after open: no other call can have panicked while holding the lock.
+        let mut guard = self
+            .conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 
     /// Run `f` with the connection on the blocking pool.

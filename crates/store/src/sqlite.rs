@@ -10,21 +10,25 @@ use kappa_core::store::{FunctionStore, StoreError, StoredUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::connection::{Database, Durability, SqliteStoreError, backend};
+use crate::sealed::Sealer;
 use crate::sqlite_layers::write_function_layers;
 
 /// SQLite-backed function records. Every commit is fully synced: an acknowledged change survives
-/// a crash at any moment.
+/// a crash at any moment. Versions are stored through `Sealer` (environment variables sealed).
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pub(crate) db: Database,
+    /// Every table that stores a `FunctionVersion` writes and reads it through this.
+    pub(crate) sealer: Sealer,
 }
 
 impl SqliteStore {
-    /// Open (creating if needed) the database file and bring its schema up to date.
-    pub fn open(path: &Path) -> Result<Self, SqliteStoreError> {
-        Ok(Self {
-            db: Database::open(path, Durability::Full)?,
-        })
+    /// Open (creating if needed) the database file, bring its schema up to date, seal what an
+    /// earlier release stored in plaintext and check that `sealer`'s key opens the rest.
+    pub fn open(path: &Path, sealer: Sealer) -> Result<Self, SqliteStoreError> {
+        let db = Database::open(path, Durability::Full)?;
+        db.blocking(|conn| crate::sqlite_sealing::prepare(conn, &sealer))?;
+        Ok(Self { db, sealer })
     }
 }
 
@@ -32,14 +36,22 @@ fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(StoreError::backend)
 }
 
-fn decode_record(latest: &str, tags: &str) -> Result<FunctionRecord, StoreError> {
+fn encode_version(sealer: &Sealer, version: &FunctionVersion) -> Result<String, StoreError> {
+    sealer.seal_version(version).map_err(StoreError::backend)
+}
+
+fn decode_record(sealer: &Sealer, latest: &str, tags: &str) -> Result<FunctionRecord, StoreError> {
     Ok(FunctionRecord {
-        latest: serde_json::from_str::<FunctionVersion>(latest).map_err(StoreError::backend)?,
+        latest: sealer.open_version(latest).map_err(StoreError::backend)?,
         tags: serde_json::from_str(tags).map_err(StoreError::backend)?,
     })
 }
 
-fn read_record(conn: &Connection, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
+fn read_record(
+    conn: &Connection,
+    sealer: &Sealer,
+    name: &str,
+) -> Result<Option<FunctionRecord>, StoreError> {
     let row = conn
         .query_row(
             "SELECT latest, tags FROM functions WHERE name = ?1",
@@ -48,14 +60,14 @@ fn read_record(conn: &Connection, name: &str) -> Result<Option<FunctionRecord>, 
         )
         .optional()
         .map_err(backend)?;
-    row.map(|(latest, tags)| decode_record(&latest, &tags))
+    row.map(|(latest, tags)| decode_record(sealer, &latest, &tags))
         .transpose()
 }
 
 #[async_trait]
 impl FunctionStore for SqliteStore {
     async fn create_function(&self, record: &FunctionRecord) -> Result<(), StoreError> {
-        let latest = encode(&record.latest)?;
+        let latest = encode_version(&self.sealer, &record.latest)?;
         let tags = encode(&record.tags)?;
         let record = record.clone();
         self.db.with_conn(move |conn| {
@@ -86,8 +98,9 @@ impl FunctionStore for SqliteStore {
 
     async fn get_function(&self, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
         let name = name.to_owned();
+        let sealer = self.sealer.clone();
         self.db
-            .with_conn(move |conn| read_record(conn, &name))
+            .with_conn(move |conn| read_record(conn, &sealer, &name))
             .await
     }
 
@@ -98,6 +111,7 @@ impl FunctionStore for SqliteStore {
     ) -> Result<Vec<FunctionRecord>, StoreError> {
         let after = after.unwrap_or("").to_owned();
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let sealer = self.sealer.clone();
         self.db
             .with_conn(move |conn| {
                 let mut statement = conn
@@ -113,7 +127,7 @@ impl FunctionStore for SqliteStore {
                 let mut records = Vec::new();
                 for row in rows {
                     let (latest, tags) = row.map_err(backend)?;
-                    records.push(decode_record(&latest, &tags)?);
+                    records.push(decode_record(&sealer, &latest, &tags)?);
                 }
                 Ok(records)
             })
@@ -125,7 +139,7 @@ impl FunctionStore for SqliteStore {
         record: &FunctionRecord,
         expected_revision: &str,
     ) -> Result<(), StoreError> {
-        let latest = encode(&record.latest)?;
+        let latest = encode_version(&self.sealer, &record.latest)?;
         let record = record.clone();
         let expected = expected_revision.to_owned();
         self.db.with_conn(move |conn| {
@@ -158,10 +172,11 @@ impl FunctionStore for SqliteStore {
 
     async fn delete_function(&self, name: &str) -> Result<Option<FunctionRecord>, StoreError> {
         let name = name.to_owned();
+        let sealer = self.sealer.clone();
         self.db
             .with_conn(move |conn| {
                 let tx = conn.transaction().map_err(backend)?;
-                let record = read_record(&tx, &name)?;
+                let record = read_record(&tx, &sealer, &name)?;
                 if record.is_some() {
                     tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
                         .map_err(backend)?;
@@ -306,9 +321,13 @@ mod tests {
         }
     }
 
+    fn test_sealer() -> Sealer {
+        Sealer::new(&crate::DataKey::generate().unwrap())
+    }
+
     fn open() -> (tempfile::TempDir, SqliteStore) {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("kappa.db")).unwrap();
+        let store = SqliteStore::open(&dir.path().join("kappa.db"), test_sealer()).unwrap();
         (dir, store)
     }
 
@@ -416,14 +435,15 @@ mod tests {
     async fn records_survive_reopening() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("kappa.db");
+        let sealer = test_sealer();
         {
-            let store = SqliteStore::open(&path).unwrap();
+            let store = SqliteStore::open(&path, sealer.clone()).unwrap();
             store
                 .create_function(&record("f", "r", "aa"))
                 .await
                 .unwrap();
         }
-        let store = SqliteStore::open(&path).unwrap();
+        let store = SqliteStore::open(&path, sealer).unwrap();
         assert!(store.get_function("f").await.unwrap().is_some());
     }
 }

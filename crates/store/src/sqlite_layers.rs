@@ -258,7 +258,11 @@ mod tests {
     async fn version_numbers_are_never_reused_and_blobs_stay_referenced() {
         use kappa_core::store::FunctionStore;
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("kappa.db")).unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("kappa.db"),
+            crate::Sealer::new(&crate::DataKey::generate().unwrap()),
+        )
+        .unwrap();
         let one = store
             .publish_layer_version(&draft("l", "aa"))
             .await
@@ -291,7 +295,11 @@ mod tests {
     #[tokio::test]
     async fn policies_replace_by_revision() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("kappa.db")).unwrap();
+        let store = SqliteStore::open(
+            &dir.path().join("kappa.db"),
+            crate::Sealer::new(&crate::DataKey::generate().unwrap()),
+        )
+        .unwrap();
         store
             .publish_layer_version(&draft("l", "aa"))
             .await

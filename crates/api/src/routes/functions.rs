@@ -47,6 +47,13 @@ pub async fn get_function(
     if !function.tags.is_empty() {
         body["Tags"] = json!(function.tags);
     }
+    if let Some(reserved) = state
+        .functions
+        .concurrency()
+        .reserved(&function.configuration.function_name)
+    {
+        body["Concurrency"] = json!({ "ReservedConcurrentExecutions": reserved });
+    }
     Ok(Json(body).into_response())
 }
 

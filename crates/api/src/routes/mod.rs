@@ -3,6 +3,7 @@
 
 pub mod account;
 pub mod code;
+pub mod concurrency;
 pub mod event_invoke_config;
 pub mod functions;
 pub mod invoke;

@@ -1,5 +1,6 @@
 //! The control plane: the Lambda API's function operations over the store.
 
+pub mod concurrency;
 pub mod event_invoke_config;
 mod layer_policy;
 pub mod layer_requests;

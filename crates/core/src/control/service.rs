@@ -18,6 +18,7 @@ use super::settings::{self, check_tags};
 use crate::code_package::{
     self, CheckedPackage, CodePackageError, MAX_UNZIPPED_SIZE, MAX_ZIPPED_SIZE,
 };
+use crate::concurrency::ConcurrencyLimits;
 use crate::error::ServiceError;
 use crate::function::{FunctionConfiguration, FunctionRecord, FunctionVersion, LATEST};
 use crate::layer_store::LayerStore;
@@ -98,6 +99,8 @@ pub struct FunctionService {
     invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
     /// Bumped on every change; a read started before a change is not cached.
     cache_generation: Arc<AtomicU64>,
+    /// Reserved concurrency and running invocations, checked on every invoke.
+    concurrency: Arc<ConcurrencyLimits>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -124,6 +127,7 @@ impl FunctionService {
             code_lifecycle: Arc::new(Mutex::new(())),
             invoke_cache: Arc::default(),
             cache_generation: Arc::default(),
+            concurrency: Arc::new(ConcurrencyLimits::new(limits.concurrent_executions)),
         }
     }
 
@@ -132,6 +136,11 @@ impl FunctionService {
     pub fn with_layer_store(mut self, layers: Arc<dyn LayerStore>) -> Self {
         self.layer_store = Some(layers);
         self
+    }
+
+    /// The account's concurrency: reservations and running invocations.
+    pub fn concurrency(&self) -> &Arc<ConcurrencyLimits> {
+        &self.concurrency
     }
 
     pub fn account(&self) -> &AccountContext {
@@ -382,6 +391,8 @@ impl FunctionService {
             }
         }
         let _guard = self.code_lifecycle.lock().await;
+        // The reservation goes with the function (the store drops its row in the same commit).
+        let _reservations = self.concurrency.lock_changes().await;
         let removed = self
             .store
             .delete_function(&reference.name)
@@ -389,6 +400,7 @@ impl FunctionService {
             .map_err(ServiceError::internal)?
             .ok_or_else(|| self.not_found(&reference.name, None))?;
         self.forget(&reference.name);
+        self.concurrency.set(&reference.name, None);
         self.drop_blob_if_unreferenced(&removed.latest.code.sha256_hex)
             .await?;
         for layer in &removed.latest.settings.layers {
@@ -460,7 +472,7 @@ impl FunctionService {
                 code_size_unzipped: MAX_UNZIPPED_SIZE,
                 code_size_zipped: MAX_ZIPPED_SIZE,
                 concurrent_executions: self.limits.concurrent_executions,
-                unreserved_concurrent_executions: self.limits.concurrent_executions,
+                unreserved_concurrent_executions: self.concurrency.unreserved(),
             },
             account_usage: AccountUsageShape {
                 total_code_size: usage.total_code_size,
