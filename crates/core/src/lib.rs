@@ -12,5 +12,6 @@ pub mod logs_service;
 pub mod names;
 pub mod runtime;
 pub mod store;
+pub mod version_store;
 
 pub use error::ServiceError;

@@ -128,7 +128,10 @@ impl FunctionRuntime {
     async fn evict_idle(&self) {
         let mut current = HashSet::new();
         for key in self.pool_keys() {
-            if let Ok((version, _)) = self.functions.resolve_for_invoke(&key.function, None).await
+            if let Ok((version, _)) = self
+                .functions
+                .resolve_for_invoke(&key.function, Some(&key.version))
+                .await
                 && version.revision_id == key.revision_id
             {
                 current.insert(key);

@@ -7,6 +7,7 @@ mod migrations;
 mod sqlite;
 mod sqlite_async;
 mod sqlite_logs;
+mod sqlite_versions;
 
 pub use blobs::FsCodeBlobs;
 pub use connection::SqliteStoreError;

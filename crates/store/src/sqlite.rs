@@ -15,7 +15,7 @@ use crate::connection::{Database, Durability, SqliteStoreError, backend};
 /// a crash at any moment.
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
-    db: Database,
+    pub(crate) db: Database,
 }
 
 impl SqliteStore {
@@ -164,6 +164,7 @@ impl FunctionStore for SqliteStore {
                         [&name],
                     )
                     .map_err(backend)?;
+                    crate::sqlite_versions::delete_all_of(&tx, &name)?;
                 }
                 tx.commit().map_err(backend)?;
                 Ok(record)
@@ -214,7 +215,8 @@ impl FunctionStore for SqliteStore {
         self.db
             .with_conn(|conn| {
                 conn.query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(code_size), 0) FROM functions",
+                    "SELECT COUNT(*), COALESCE(SUM(code_size), 0)
+                       + (SELECT COALESCE(SUM(code_size), 0) FROM function_versions) FROM functions",
                     [],
                     |row| {
                         Ok(StoredUsage {
@@ -232,7 +234,9 @@ impl FunctionStore for SqliteStore {
         self.db
             .with_conn(|conn| {
                 let mut statement = conn
-                    .prepare_cached("SELECT DISTINCT code_sha256 FROM functions")
+                    .prepare_cached(
+                        "SELECT code_sha256 FROM functions UNION SELECT code_sha256 FROM function_versions",
+                    )
                     .map_err(backend)?;
                 let rows = statement
                     .query_map([], |row| row.get::<_, String>(0))

@@ -8,3 +8,4 @@ pub mod functions;
 pub mod invoke;
 pub mod logs;
 pub mod tags;
+pub mod versions;

@@ -6,5 +6,7 @@ mod service;
 pub mod settings;
 
 pub use service::{
-    AccountLimits, AccountSettings, FunctionListPage, FunctionService, FunctionWithCode,
+    AccountLimits, AccountSettings, AliasConfiguration, AliasListPage, CreateAliasInput,
+    FunctionListPage, FunctionService, FunctionWithCode, PublishVersionInput, RoutingConfigInput,
+    UpdateAliasInput, VersionListPage, is_alias_name,
 };

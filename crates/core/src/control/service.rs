@@ -22,6 +22,18 @@ use crate::function::{FunctionConfiguration, FunctionRecord, FunctionVersion, LA
 use crate::names::{AccountContext, FunctionRef, RefUse};
 use crate::store::{CodeBlobs, FunctionStore, StoreError};
 
+mod aliases;
+mod resolve;
+mod versions;
+
+pub use aliases::{
+    AliasConfiguration, AliasListPage, CreateAliasInput, RoutingConfigInput, UpdateAliasInput,
+    is_alias_name,
+};
+pub use versions::{PublishVersionInput, VersionListPage};
+
+use resolve::InvokeTarget;
+
 /// Functions returned by one ListFunctions page at most, whatever `MaxItems` asks.
 pub const MAX_LIST_PAGE: usize = 50;
 /// Total code storage of the account (75 GB, Lambda's default quota).
@@ -90,8 +102,9 @@ pub struct FunctionService {
     /// Held while a blob is written and its record committed, and while a record is removed
     /// and its blob collected, so a blob is never collected under a record about to refer to it.
     code_lifecycle: Arc<Mutex<()>>,
-    /// `$LATEST` of recently invoked functions, so the invoke path does not read the store.
-    invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
+    /// What recently invoked qualifiers of each function run (by function, then qualifier), so
+    /// the invoke path does not read the store.
+    invoke_cache: Arc<std::sync::RwLock<HashMap<String, HashMap<String, InvokeTarget>>>>,
     /// Bumped on every change; a read started before a change is not cached.
     cache_generation: Arc<AtomicU64>,
 }
@@ -166,9 +179,7 @@ impl FunctionService {
                 "Unqualified function name expected for CreateFunction: {raw_name}"
             )));
         }
-        if input.publish == Some(true) {
-            return Err(publishing_not_supported());
-        }
+        let publish = input.publish == Some(true);
         let zip = zip_bytes(input.code.as_ref())?;
         let package = check_package(&zip)?;
         let record = FunctionRecord {
@@ -202,6 +213,10 @@ impl FunctionService {
             }
         }
         tracing::info!(function = %reference.name, code_sha256 = %package.code.sha256_base64, "function created");
+        drop(_guard);
+        if publish {
+            return self.publish_from(&record.latest, None, false).await;
+        }
         Ok(record.latest.configuration(&self.account))
     }
 
@@ -210,11 +225,11 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionWithCode, ServiceError> {
-        let (record, version) = self.resolve(name, qualifier).await?;
+        let resolved = self.resolve(name, qualifier).await?;
         Ok(FunctionWithCode {
-            configuration: version.configuration(&self.account),
-            code_sha256_hex: version.code.sha256_hex.clone(),
-            tags: record.tags,
+            configuration: self.configuration_as_named(&resolved),
+            code_sha256_hex: resolved.version.code.sha256_hex.clone(),
+            tags: resolved.record.tags,
         })
     }
 
@@ -223,8 +238,8 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionConfiguration, ServiceError> {
-        let (_, version) = self.resolve(name, qualifier).await?;
-        Ok(version.configuration(&self.account))
+        let resolved = self.resolve(name, qualifier).await?;
+        Ok(self.configuration_as_named(&resolved))
     }
 
     pub async fn list_functions(
@@ -276,9 +291,7 @@ impl FunctionService {
         if let Some(architectures) = &input.architectures {
             settings::check_architectures(architectures)?;
         }
-        if input.publish == Some(true) {
-            return Err(publishing_not_supported());
-        }
+        let publish = input.publish == Some(true);
         let zip = zip_bytes(Some(&input.code()))?;
         let package = check_package(&zip)?;
         let current = self.require_record(&reference.name).await?;
@@ -307,6 +320,10 @@ impl FunctionService {
             .await?;
         if outcome.is_ok() && old_digest != &package.code.sha256_hex {
             self.drop_blob_if_unreferenced(old_digest).await?;
+        }
+        drop(_guard);
+        if publish && outcome.is_ok() {
+            return self.publish_from(&next.latest, None, false).await;
         }
         outcome
     }
@@ -346,9 +363,7 @@ impl FunctionService {
                     "$LATEST version cannot be deleted without deleting the function.".to_owned(),
                 ));
             }
-            Some(other) => {
-                return Err(self.not_found(&reference.name, Some(other)));
-            }
+            Some(other) => return self.delete_version(&reference.name, other).await,
         }
         let _guard = self.code_lifecycle.lock().await;
         let removed = self
@@ -457,29 +472,32 @@ impl FunctionService {
             Some(q) => self.account.qualified_function_arn(&reference.name, q),
             None => self.account.function_arn(&reference.name),
         };
-        if let Some(q) = reference.qualifier.as_deref()
-            && q != LATEST
-        {
-            return Err(self.not_found(&reference.name, Some(q)));
-        }
-        let cached = self
-            .invoke_cache
-            .read()
-            .ok()
-            .and_then(|cache| cache.get(&reference.name).cloned());
+        let qualifier = reference.qualifier.as_deref().unwrap_or(LATEST);
+        let cached = self.invoke_cache.read().ok().and_then(|cache| {
+            cache
+                .get(&reference.name)
+                .and_then(|targets| targets.get(qualifier))
+                .map(InvokeTarget::pick)
+        });
         if let Some(version) = cached {
             return Ok((version, invoked_arn));
         }
         let generation = self.cache_generation.load(Ordering::Acquire);
-        let record = self
-            .get_record(&reference.name)
-            .await?
-            .ok_or_else(|| self.not_found(&reference.name, reference.qualifier.as_deref()))?;
-        let version = Arc::new(record.latest);
+        let target = match self.load_target(&reference.name, qualifier).await {
+            // An unqualified name that does not exist is reported without a qualifier.
+            Err(ServiceError::ResourceNotFound(_)) if reference.qualifier.is_none() => {
+                return Err(self.not_found(&reference.name, None));
+            }
+            other => other?,
+        };
+        let version = target.pick();
         if let Ok(mut cache) = self.invoke_cache.write()
             && self.cache_generation.load(Ordering::Acquire) == generation
         {
-            cache.insert(reference.name.clone(), Arc::clone(&version));
+            cache
+                .entry(reference.name.clone())
+                .or_default()
+                .insert(qualifier.to_owned(), target);
         }
         Ok((version, invoked_arn))
     }
@@ -542,20 +560,22 @@ impl FunctionService {
         &self,
         name: &str,
         qualifier: Option<&str>,
-    ) -> Result<(FunctionRecord, FunctionVersion), ServiceError> {
+    ) -> Result<resolve::Resolved, ServiceError> {
         let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
             .with_query_qualifier(qualifier)?;
-        let record = self
-            .get_record(&reference.name)
-            .await?
-            .ok_or_else(|| self.not_found(&reference.name, reference.qualifier.as_deref()))?;
-        match reference.qualifier.as_deref() {
-            None | Some(LATEST) => {
-                let version = record.latest.clone();
-                Ok((record, version))
-            }
-            Some(other) => Err(self.not_found(&reference.name, Some(other))),
+        self.resolve_qualified(&reference.name, reference.qualifier.as_deref())
+            .await
+    }
+
+    /// A configuration as the caller named it: through an alias, it carries the alias ARN.
+    fn configuration_as_named(&self, resolved: &resolve::Resolved) -> FunctionConfiguration {
+        let mut configuration = resolved.version.configuration(&self.account);
+        if let Some(alias) = &resolved.alias {
+            configuration.function_arn = self
+                .account
+                .qualified_function_arn(&resolved.version.name, alias);
         }
+        configuration
     }
 
     async fn get_record(&self, name: &str) -> Result<Option<FunctionRecord>, ServiceError> {
@@ -693,12 +713,6 @@ fn stale_revision() -> ServiceError {
 
 fn already_exists(name: &str) -> ServiceError {
     ServiceError::ResourceConflict(format!("Function already exist: {name}"))
-}
-
-fn publishing_not_supported() -> ServiceError {
-    ServiceError::InvalidParameterValue(
-        "Publishing versions is not supported by Kappa yet; omit Publish.".to_owned(),
-    )
 }
 
 fn new_revision_id() -> String {

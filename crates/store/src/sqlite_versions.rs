@@ -1,0 +1,465 @@
+//! `VersionStore` on SQLite: published versions, aliases and provisioned concurrency configs.
+
+use async_trait::async_trait;
+use kappa_core::function::FunctionVersion;
+use kappa_core::store::StoreError;
+use kappa_core::version_store::{
+    AliasRecord, ProvisionedConcurrencyRecord, Published, VersionDeletion, VersionStore,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::connection::backend;
+use crate::sqlite::SqliteStore;
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(StoreError::backend)
+}
+
+fn decode<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, StoreError> {
+    serde_json::from_str(text).map_err(StoreError::backend)
+}
+
+fn size(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+fn version_number(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
+}
+
+/// Remove everything versions, aliases and provisioned concurrency keep of `function`, inside
+/// the transaction that deletes the function.
+pub(crate) fn delete_all_of(conn: &Connection, function: &str) -> Result<(), StoreError> {
+    for table in [
+        "function_versions",
+        "function_version_counters",
+        "function_aliases",
+        "provisioned_concurrency_configs",
+    ] {
+        conn.execute(
+            &format!("DELETE FROM {table} WHERE function_name = ?1"),
+            [function],
+        )
+        .map_err(backend)?;
+    }
+    Ok(())
+}
+
+fn function_exists(conn: &Connection, function: &str) -> Result<bool, StoreError> {
+    conn.query_row(
+        "SELECT 1 FROM functions WHERE name = ?1",
+        [function],
+        |_| Ok(()),
+    )
+    .optional()
+    .map_err(backend)
+    .map(|row| row.is_some())
+}
+
+fn read_version(
+    conn: &Connection,
+    function: &str,
+    version: i64,
+) -> Result<Option<FunctionVersion>, StoreError> {
+    conn.query_row(
+        "SELECT config FROM function_versions WHERE function_name = ?1 AND version = ?2",
+        params![function, version],
+        |row| row.get::<_, String>(0),
+    )
+    .optional()
+    .map_err(backend)?
+    .map(|config| decode(&config))
+    .transpose()
+}
+
+fn read_aliases(conn: &Connection, function: &str) -> Result<Vec<AliasRecord>, StoreError> {
+    let mut statement = conn
+        .prepare_cached(
+            "SELECT config FROM function_aliases WHERE function_name = ?1 ORDER BY alias_name",
+        )
+        .map_err(backend)?;
+    let rows = statement
+        .query_map([function], |row| row.get::<_, String>(0))
+        .map_err(backend)?;
+    let mut aliases = Vec::new();
+    for row in rows {
+        aliases.push(decode(&row.map_err(backend)?)?);
+    }
+    Ok(aliases)
+}
+
+/// Every version an alias routes to exists (`$LATEST` always does while the function does).
+fn alias_targets_exist(
+    conn: &Connection,
+    function: &str,
+    alias: &AliasRecord,
+) -> Result<bool, StoreError> {
+    let targets =
+        std::iter::once(&alias.function_version).chain(alias.additional_version_weights.keys());
+    for target in targets {
+        if target == kappa_core::function::LATEST {
+            continue;
+        }
+        let Ok(number) = target.parse::<i64>() else {
+            return Ok(false);
+        };
+        if read_version(conn, function, number)?.is_none() {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Two snapshots publish the same thing when code and settings match; the description of a
+/// version is the caller's label, not a change.
+fn same_content(a: &FunctionVersion, b: &FunctionVersion) -> bool {
+    let mut left = a.settings.clone();
+    let mut right = b.settings.clone();
+    left.description.clear();
+    right.description.clear();
+    a.code.sha256_hex == b.code.sha256_hex && left == right
+}
+
+#[async_trait]
+impl VersionStore for SqliteStore {
+    async fn publish_version(
+        &self,
+        candidate: &FunctionVersion,
+        expected_latest_revision: &str,
+    ) -> Result<Published, StoreError> {
+        let mut candidate = candidate.clone();
+        let expected = expected_latest_revision.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let revision: Option<String> = tx
+                    .query_row(
+                        "SELECT revision_id FROM functions WHERE name = ?1",
+                        [&candidate.name],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                match revision {
+                    None => return Err(StoreError::NotFound),
+                    Some(current) if current != expected => {
+                        return Err(StoreError::RevisionMismatch);
+                    }
+                    Some(_) => {}
+                }
+                let newest: Option<i64> = tx
+                    .query_row(
+                        "SELECT MAX(version) FROM function_versions WHERE function_name = ?1",
+                        [&candidate.name],
+                        |row| row.get(0),
+                    )
+                    .map_err(backend)?;
+                if let Some(newest) = newest
+                    && let Some(last) = read_version(&tx, &candidate.name, newest)?
+                    && same_content(&last, &candidate)
+                {
+                    return Ok(Published::Unchanged(last));
+                }
+                let last_number: i64 = tx
+                    .query_row(
+                        "SELECT last_version FROM function_version_counters WHERE function_name = ?1",
+                        [&candidate.name],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?
+                    .unwrap_or(0);
+                let number = last_number + 1;
+                candidate.version = number.to_string();
+                tx.execute(
+                    "INSERT INTO function_version_counters (function_name, last_version) VALUES (?1, ?2)
+                     ON CONFLICT (function_name) DO UPDATE SET last_version = excluded.last_version",
+                    params![candidate.name, number],
+                )
+                .map_err(backend)?;
+                tx.execute(
+                    "INSERT INTO function_versions (function_name, version, code_sha256, code_size, config)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![
+                        candidate.name,
+                        number,
+                        candidate.code.sha256_hex,
+                        size(candidate.code.size),
+                        encode(&candidate)?,
+                    ],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)?;
+                Ok(Published::New(candidate))
+            })
+            .await
+    }
+
+    async fn get_version(
+        &self,
+        function: &str,
+        version: u64,
+    ) -> Result<Option<FunctionVersion>, StoreError> {
+        let function = function.to_owned();
+        self.db
+            .with_conn(move |conn| read_version(conn, &function, version_number(version)))
+            .await
+    }
+
+    async fn list_versions(&self, function: &str) -> Result<Vec<FunctionVersion>, StoreError> {
+        let function = function.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT config FROM function_versions WHERE function_name = ?1 ORDER BY version",
+                    )
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map([&function], |row| row.get::<_, String>(0))
+                    .map_err(backend)?;
+                let mut versions = Vec::new();
+                for row in rows {
+                    versions.push(decode(&row.map_err(backend)?)?);
+                }
+                Ok(versions)
+            })
+            .await
+    }
+
+    async fn delete_version(
+        &self,
+        function: &str,
+        version: u64,
+    ) -> Result<VersionDeletion, StoreError> {
+        let function = function.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let number = version_number(version);
+                let Some(found) = read_version(&tx, &function, number)? else {
+                    return Ok(VersionDeletion::NotFound);
+                };
+                let users: Vec<String> = read_aliases(&tx, &function)?
+                    .into_iter()
+                    .filter(|alias| alias.references(&found.version))
+                    .map(|alias| alias.name)
+                    .collect();
+                if !users.is_empty() {
+                    return Ok(VersionDeletion::ReferencedBy(users));
+                }
+                tx.execute(
+                    "DELETE FROM function_versions WHERE function_name = ?1 AND version = ?2",
+                    params![function, number],
+                )
+                .map_err(backend)?;
+                for table in ["provisioned_concurrency_configs", "event_invoke_configs"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),
+                        params![function, found.version],
+                    )
+                    .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(VersionDeletion::Deleted(Box::new(found)))
+            })
+            .await
+    }
+
+    async fn create_alias(&self, function: &str, alias: &AliasRecord) -> Result<(), StoreError> {
+        let function = function.to_owned();
+        let alias = alias.clone();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                if !function_exists(&tx, &function)? || !alias_targets_exist(&tx, &function, &alias)? {
+                    return Err(StoreError::NotFound);
+                }
+                let inserted = tx
+                    .execute(
+                        "INSERT INTO function_aliases (function_name, alias_name, config) VALUES (?1, ?2, ?3)
+                         ON CONFLICT (function_name, alias_name) DO NOTHING",
+                        params![function, alias.name, encode(&alias)?],
+                    )
+                    .map_err(backend)?;
+                if inserted == 0 {
+                    return Err(StoreError::AlreadyExists);
+                }
+                tx.commit().map_err(backend)
+            })
+            .await
+    }
+
+    async fn get_alias(
+        &self,
+        function: &str,
+        name: &str,
+    ) -> Result<Option<AliasRecord>, StoreError> {
+        let function = function.to_owned();
+        let name = name.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                conn.query_row(
+                    "SELECT config FROM function_aliases WHERE function_name = ?1 AND alias_name = ?2",
+                    params![function, name],
+                    |row| row.get::<_, String>(0),
+                )
+                .optional()
+                .map_err(backend)?
+                .map(|config| decode(&config))
+                .transpose()
+            })
+            .await
+    }
+
+    async fn list_aliases(&self, function: &str) -> Result<Vec<AliasRecord>, StoreError> {
+        let function = function.to_owned();
+        self.db
+            .with_conn(move |conn| read_aliases(conn, &function))
+            .await
+    }
+
+    async fn replace_alias(
+        &self,
+        function: &str,
+        alias: &AliasRecord,
+        expected_revision: &str,
+    ) -> Result<(), StoreError> {
+        let function = function.to_owned();
+        let alias = alias.clone();
+        let expected = expected_revision.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let current: Option<String> = tx
+                    .query_row(
+                        "SELECT config FROM function_aliases WHERE function_name = ?1 AND alias_name = ?2",
+                        params![function, alias.name],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .map_err(backend)?;
+                let Some(current) = current else {
+                    return Err(StoreError::NotFound);
+                };
+                let current: AliasRecord = decode(&current)?;
+                if current.revision_id != expected {
+                    return Err(StoreError::RevisionMismatch);
+                }
+                if !alias_targets_exist(&tx, &function, &alias)? {
+                    return Err(StoreError::NotFound);
+                }
+                tx.execute(
+                    "UPDATE function_aliases SET config = ?3 WHERE function_name = ?1 AND alias_name = ?2",
+                    params![function, alias.name, encode(&alias)?],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)
+            })
+            .await
+    }
+
+    async fn delete_alias(&self, function: &str, name: &str) -> Result<bool, StoreError> {
+        let function = function.to_owned();
+        let name = name.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                let deleted = tx
+                    .execute(
+                        "DELETE FROM function_aliases WHERE function_name = ?1 AND alias_name = ?2",
+                        params![function, name],
+                    )
+                    .map_err(backend)?;
+                for table in ["provisioned_concurrency_configs", "event_invoke_configs"] {
+                    tx.execute(
+                        &format!("DELETE FROM {table} WHERE function_name = ?1 AND qualifier = ?2"),
+                        params![function, name],
+                    )
+                    .map_err(backend)?;
+                }
+                tx.commit().map_err(backend)?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+
+    async fn put_provisioned_concurrency(
+        &self,
+        config: &ProvisionedConcurrencyRecord,
+    ) -> Result<(), StoreError> {
+        let config = config.clone();
+        self.db
+            .with_conn(move |conn| {
+                let tx = conn.transaction().map_err(backend)?;
+                if !function_exists(&tx, &config.function_name)? {
+                    return Err(StoreError::NotFound);
+                }
+                tx.execute(
+                    "INSERT INTO provisioned_concurrency_configs (function_name, qualifier, requested, last_modified)
+                     VALUES (?1, ?2, ?3, ?4)
+                     ON CONFLICT (function_name, qualifier)
+                     DO UPDATE SET requested = excluded.requested, last_modified = excluded.last_modified",
+                    params![
+                        config.function_name,
+                        config.qualifier,
+                        i64::from(config.requested),
+                        config.last_modified,
+                    ],
+                )
+                .map_err(backend)?;
+                tx.commit().map_err(backend)
+            })
+            .await
+    }
+
+    async fn list_provisioned_concurrency(
+        &self,
+        function: Option<&str>,
+    ) -> Result<Vec<ProvisionedConcurrencyRecord>, StoreError> {
+        let function = function.map(str::to_owned);
+        self.db
+            .with_conn(move |conn| {
+                let mut statement = conn
+                    .prepare_cached(
+                        "SELECT function_name, qualifier, requested, last_modified
+                         FROM provisioned_concurrency_configs
+                         WHERE ?1 IS NULL OR function_name = ?1
+                         ORDER BY function_name, qualifier",
+                    )
+                    .map_err(backend)?;
+                let rows = statement
+                    .query_map([&function], |row| {
+                        Ok(ProvisionedConcurrencyRecord {
+                            function_name: row.get(0)?,
+                            qualifier: row.get(1)?,
+                            requested: u32::try_from(row.get::<_, i64>(2)?).unwrap_or(0),
+                            last_modified: row.get(3)?,
+                        })
+                    })
+                    .map_err(backend)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+            })
+            .await
+    }
+
+    async fn delete_provisioned_concurrency(
+        &self,
+        function: &str,
+        qualifier: &str,
+    ) -> Result<bool, StoreError> {
+        let function = function.to_owned();
+        let qualifier = qualifier.to_owned();
+        self.db
+            .with_conn(move |conn| {
+                let deleted = conn
+                    .execute(
+                        "DELETE FROM provisioned_concurrency_configs WHERE function_name = ?1 AND qualifier = ?2",
+                        params![function, qualifier],
+                    )
+                    .map_err(backend)?;
+                Ok(deleted > 0)
+            })
+            .await
+    }
+}
