@@ -6,7 +6,7 @@ use kappa_core::store::StoreError;
 use kappa_core::version_store::{
     AliasRecord, ProvisionedConcurrencyRecord, Published, VersionDeletion, VersionStore,
 };
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
 use crate::connection::backend;
 use crate::sqlite::SqliteStore;
@@ -43,6 +43,13 @@ pub(crate) fn delete_all_of(conn: &Connection, function: &str) -> Result<(), Sto
         .map_err(backend)?;
     }
     Ok(())
+}
+
+/// A transaction holding the write lock from its start: one that read first and wrote later
+/// could fail at once with `SQLITE_BUSY` while the log writer commits on its own connection.
+fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(backend)
 }
 
 fn function_exists(conn: &Connection, function: &str) -> Result<bool, StoreError> {
@@ -131,7 +138,7 @@ impl VersionStore for SqliteStore {
         let expected = expected_latest_revision.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let revision: Option<String> = tx
                     .query_row(
                         "SELECT revision_id FROM functions WHERE name = ?1",
@@ -235,7 +242,7 @@ impl VersionStore for SqliteStore {
         let function = function.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let number = version_number(version);
                 let Some(found) = read_version(&tx, &function, number)? else {
                     return Ok(VersionDeletion::NotFound);
@@ -271,7 +278,7 @@ impl VersionStore for SqliteStore {
         let alias = alias.clone();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 if !function_exists(&tx, &function)? || !alias_targets_exist(&tx, &function, &alias)? {
                     return Err(StoreError::NotFound);
                 }
@@ -330,7 +337,7 @@ impl VersionStore for SqliteStore {
         let expected = expected_revision.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let current: Option<String> = tx
                     .query_row(
                         "SELECT config FROM function_aliases WHERE function_name = ?1 AND alias_name = ?2",
@@ -364,7 +371,7 @@ impl VersionStore for SqliteStore {
         let name = name.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let deleted = tx
                     .execute(
                         "DELETE FROM function_aliases WHERE function_name = ?1 AND alias_name = ?2",
@@ -391,7 +398,7 @@ impl VersionStore for SqliteStore {
         let config = config.clone();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 if !function_exists(&tx, &config.function_name)? {
                     return Err(StoreError::NotFound);
                 }
