@@ -23,7 +23,9 @@ use kappa_core::logs_service::LogsService;
 
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
-use crate::routes::{account, code, event_invoke_config, functions, invoke, logs, tags, versions};
+use crate::routes::{
+    account, code, event_invoke_config, functions, invoke, logs, provisioned, tags, versions,
+};
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -97,6 +99,12 @@ pub fn router(state: AppState) -> Router {
             get(versions::get_alias)
                 .put(versions::update_alias)
                 .delete(versions::delete_alias),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(provisioned::get_or_list)
+                .put(provisioned::put)
+                .delete(provisioned::delete),
         )
         .route(
             "/2017-03-31/tags/{resource}",

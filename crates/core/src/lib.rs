@@ -10,6 +10,7 @@ pub mod invoke;
 pub mod logs;
 pub mod logs_service;
 pub mod names;
+pub mod provisioned;
 pub mod runtime;
 pub mod store;
 pub mod version_store;

@@ -81,6 +81,25 @@ pub struct ExecutionEnvironment {
     memory_size: u32,
     version: String,
     pub last_used: Instant,
+    /// Started ahead of invocations for a provisioned concurrency config: kept warm, and its
+    /// invocations report no init.
+    pub provisioned: bool,
+}
+
+/// Why an environment is started: `AWS_LAMBDA_INITIALIZATION_TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialization {
+    OnDemand,
+    ProvisionedConcurrency,
+}
+
+impl Initialization {
+    fn env_value(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on-demand",
+            Self::ProvisionedConcurrency => "provisioned-concurrency",
+        }
+    }
 }
 
 /// Why an environment could not be started; the invocation fails with `body`.
@@ -100,6 +119,7 @@ impl ExecutionEnvironment {
         writer: &LogWriter,
         request_id: &str,
         reused_tmp: Option<PathBuf>,
+        initialization: Initialization,
     ) -> Result<Self, StartFailure> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let stream = format!(
@@ -193,6 +213,13 @@ impl ExecutionEnvironment {
             },
         );
         let mut env = env;
+        if initialization != Initialization::OnDemand {
+            env.retain(|(k, _)| k != "AWS_LAMBDA_INITIALIZATION_TYPE");
+            env.push((
+                "AWS_LAMBDA_INITIALIZATION_TYPE".into(),
+                initialization.env_value().into(),
+            ));
+        }
         if !binds {
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
@@ -321,6 +348,7 @@ impl ExecutionEnvironment {
             memory_size: version.settings.memory_size,
             version: version.version.clone(),
             last_used: Instant::now(),
+            provisioned: initialization == Initialization::ProvisionedConcurrency,
         };
         let mut exit_watch = environment.exit.clone();
         tokio::select! {
@@ -351,7 +379,10 @@ impl ExecutionEnvironment {
                 ));
             }
         }
-        environment.pending_init = Some(started.elapsed());
+        // Provisioned environments initialize ahead of invocations, which report no init.
+        if !environment.provisioned {
+            environment.pending_init = Some(started.elapsed());
+        }
         Ok(environment)
     }
 

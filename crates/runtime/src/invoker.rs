@@ -15,11 +15,13 @@ use kappa_core::logs::LogStore;
 use kappa_sandbox::Isolation;
 
 use crate::code_cache::{CodeCache, clean_partial_extractions};
-use crate::environment::{EnvironmentSettings, ExecutionEnvironment};
+use crate::environment::{EnvironmentSettings, ExecutionEnvironment, Initialization};
 use crate::launch::Interpreters;
 use crate::log_writer::LogWriter;
 use crate::pool::{EnvironmentPool, VersionKey};
 use crate::runtime_api::Invocation;
+
+mod provisioned;
 
 /// How long a runtime gets to exit after SIGTERM before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -90,6 +92,7 @@ impl FunctionRuntime {
             writer: LogWriter::start(logs),
             keep_alive: settings.keep_alive,
         });
+        provisioned::spawn_keeper(Arc::downgrade(&runtime));
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -200,6 +203,7 @@ impl FunctionRuntime {
                     &self.writer,
                     &request_id,
                     reused_tmp,
+                    Initialization::OnDemand,
                 )
                 .await
                 {
@@ -221,6 +225,9 @@ impl FunctionRuntime {
         if result.reusable && environment.is_alive() {
             self.pool.put_idle(key, environment);
         } else {
+            if environment.provisioned {
+                self.pool.provisioned_gone(&key);
+            }
             // A reset: the environment goes, its /tmp stays for the replacement (as on Lambda).
             let tmp = environment.into_preserved_tmp();
             self.pool.put_reset_tmp(key, tmp);

@@ -7,5 +7,6 @@ pub mod event_invoke_config;
 pub mod functions;
 pub mod invoke;
 pub mod logs;
+pub mod provisioned;
 pub mod tags;
 pub mod versions;

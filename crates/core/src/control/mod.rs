@@ -7,6 +7,7 @@ pub mod settings;
 
 pub use service::{
     AccountLimits, AccountSettings, AliasConfiguration, AliasListPage, CreateAliasInput,
-    FunctionListPage, FunctionService, FunctionWithCode, PublishVersionInput, RoutingConfigInput,
-    UpdateAliasInput, VersionListPage, is_alias_name,
+    FunctionListPage, FunctionService, FunctionWithCode, ProvisionedConcurrencyConfig,
+    ProvisionedConcurrencyList, PublishVersionInput, PutProvisionedConcurrencyInput,
+    RoutingConfigInput, UpdateAliasInput, VersionListPage, is_alias_name,
 };

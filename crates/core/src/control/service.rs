@@ -23,12 +23,16 @@ use crate::names::{AccountContext, FunctionRef, RefUse};
 use crate::store::{CodeBlobs, FunctionStore, StoreError};
 
 mod aliases;
+mod provisioned;
 mod resolve;
 mod versions;
 
 pub use aliases::{
     AliasConfiguration, AliasListPage, CreateAliasInput, RoutingConfigInput, UpdateAliasInput,
     is_alias_name,
+};
+pub use provisioned::{
+    ProvisionedConcurrencyConfig, ProvisionedConcurrencyList, PutProvisionedConcurrencyInput,
 };
 pub use versions::{PublishVersionInput, VersionListPage};
 
@@ -107,6 +111,8 @@ pub struct FunctionService {
     invoke_cache: Arc<std::sync::RwLock<HashMap<String, HashMap<String, InvokeTarget>>>>,
     /// Bumped on every change; a read started before a change is not cached.
     cache_generation: Arc<AtomicU64>,
+    /// Provisioned concurrency configs in force and what the runtime allocated for them.
+    provisioned: Arc<crate::provisioned::ProvisionedRegistry>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -132,6 +138,7 @@ impl FunctionService {
             code_lifecycle: Arc::new(Mutex::new(())),
             invoke_cache: Arc::default(),
             cache_generation: Arc::default(),
+            provisioned: Arc::default(),
         }
     }
 
@@ -512,6 +519,12 @@ impl FunctionService {
         if let Ok(mut cache) = self.invoke_cache.write() {
             cache.remove(name);
         }
+        self.provisioned.notify_changed();
+    }
+
+    /// Provisioned concurrency configs and allocations, shared with the runtime.
+    pub fn provisioned(&self) -> &Arc<crate::provisioned::ProvisionedRegistry> {
+        &self.provisioned
     }
 
     async fn apply_tags(
