@@ -54,7 +54,10 @@ def test_provisioned_version_serves_without_a_cold_start(client, fn_name):
     put = h.strip_meta(client.put_provisioned_concurrency_config(
         FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=2))
     assert put["RequestedProvisionedConcurrentExecutions"] == 2
-    assert put["Status"] in ("IN_PROGRESS", "READY")
+    # Put answers before anything is allocated.
+    assert put["Status"] == "IN_PROGRESS"
+    assert put["AllocatedProvisionedConcurrentExecutions"] == 0
+    assert put["AvailableProvisionedConcurrentExecutions"] == 0
     assert ISO.match(put["LastModified"]), put
     ready = wait_status(client, fn_name, "1", "READY")
     assert ready["AllocatedProvisionedConcurrentExecutions"] == 2
@@ -179,13 +182,50 @@ def test_provisioned_concurrency_value_limits(client, raw_client, fn_name):
     ok = client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1",
                                                    ProvisionedConcurrentExecutions=1)
     assert ok["RequestedProvisionedConcurrentExecutions"] == 1
-    # More than the account's concurrency (1000 by default) is refused.
+
+
+def test_provisioned_concurrency_comes_out_of_unreserved_concurrency(server_factory, fn_name):
+    """With an account limit of 104, at most 4 can be provisioned: 100 always stay unreserved."""
+    srv = server_factory(env={"KAPPA_CONCURRENCY_LIMIT": "104"})
+    client = srv.client()
+    make_versioned(client, fn_name)
+    client.update_function_configuration(FunctionName=fn_name, Description="second")
+    client.publish_version(FunctionName=fn_name)
+    assert client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 104
     err = h.api_error(client, lambda: client.put_provisioned_concurrency_config(
-        FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=1001), 400,
+        FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=105), 400,
         "InvalidParameterValueException")
-    assert "greater than account's unreserved concurrency" in err.message
-    assert client.get_provisioned_concurrency_config(FunctionName=fn_name,
-                                                     Qualifier="1")["RequestedProvisionedConcurrentExecutions"] == 1
+    assert err.message == "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [104]."
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=3)
+    assert client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 101
+    err = h.api_error(client, lambda: client.put_provisioned_concurrency_config(
+        FunctionName=fn_name, Qualifier="2", ProvisionedConcurrentExecutions=2), 400,
+        "InvalidParameterValueException")
+    assert err.message == ("Specified ConcurrentExecutions for function decreases account's "
+                           "UnreservedConcurrentExecution below its minimum value of [100].")
+    # Just at the minimum is accepted; changing a config replaces its own share.
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="2", ProvisionedConcurrentExecutions=1)
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=2)
+    assert client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 101
+    client.delete_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="2")
+    assert client.get_account_settings()["AccountLimit"]["UnreservedConcurrentExecutions"] == 102
+
+
+def test_a_version_is_provisioned_directly_or_through_aliases(client, fn_name):
+    make_versioned(client, fn_name)
+    client.create_alias(FunctionName=fn_name, Name="live", FunctionVersion="1")
+    client.create_alias(FunctionName=fn_name, Name="other", FunctionVersion="1")
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="live", ProvisionedConcurrentExecutions=1)
+    err = h.api_error(client, lambda: client.put_provisioned_concurrency_config(
+        FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=1), 409, "ResourceConflictException")
+    assert err.message == "Version is pointed by a Provisioned Concurrency alias"
+    client.delete_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="live")
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    err = h.api_error(client, lambda: client.put_provisioned_concurrency_config(
+        FunctionName=fn_name, Qualifier="other", ProvisionedConcurrentExecutions=1), 409, "ResourceConflictException")
+    assert err.message == "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"
+    listed = client.list_provisioned_concurrency_configs(FunctionName=fn_name)["ProvisionedConcurrencyConfigs"]
+    assert [c["FunctionArn"] for c in listed] == [f"{ARN}:{fn_name}:1"]
 
 
 def test_missing_targets(client, fn_name):

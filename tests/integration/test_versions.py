@@ -75,6 +75,13 @@ def test_publish_returns_the_last_version_when_nothing_changed(client, fn_name):
     assert client.publish_version(FunctionName=fn_name)["Version"] == "2"
     update_code(client, fn_name, "two")
     assert client.publish_version(FunctionName=fn_name)["Version"] == "3"
+    # A change of $LATEST's description is a change of its configuration.
+    client.update_function_configuration(FunctionName=fn_name, Description="new words")
+    assert client.publish_version(FunctionName=fn_name)["Version"] == "4"
+    # Code changed and changed back: the same code and configuration as version 4.
+    update_code(client, fn_name, "three")
+    update_code(client, fn_name, "two")
+    assert client.publish_version(FunctionName=fn_name)["Version"] == "4"
 
 
 def test_publish_checks_code_sha256_and_revision_id(client, fn_name):

@@ -19,8 +19,13 @@ pub struct Allocation {
     /// Why allocation failed (an environment's init failed); the config then stays `FAILED`
     /// until it is put again.
     pub failure: Option<String>,
-    /// `LastModified` of the config this allocation is for.
+    /// [`config_generation`] of the config this allocation is for.
     pub for_config: String,
+}
+
+/// Identifies one Put of a config: a new Put (even within the same second) starts allocation over.
+pub fn config_generation(config: &ProvisionedConcurrencyRecord) -> String {
+    format!("{}#{}", config.last_modified, config.requested)
 }
 
 #[derive(Debug, Default)]

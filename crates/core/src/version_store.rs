@@ -59,9 +59,10 @@ pub enum VersionDeletion {
 #[async_trait]
 pub trait VersionStore: Send + Sync + 'static {
     /// Publish `candidate` (a copy of `$LATEST`; its `version` is replaced by the next number)
-    /// if `$LATEST` is still at `expected_latest_revision` and the code or settings differ from
-    /// the last published version. `NotFound` if the function is gone, `RevisionMismatch` if
-    /// `$LATEST` changed.
+    /// if `$LATEST` is still at `expected_latest_revision`. Nothing is published, and the last
+    /// version returned, when that version was published from this same revision or has the same
+    /// code and settings. `NotFound` if the function is gone, `RevisionMismatch` if `$LATEST`
+    /// changed.
     async fn publish_version(
         &self,
         candidate: &FunctionVersion,

@@ -5,6 +5,9 @@ CREATE TABLE function_versions (
     code_sha256   TEXT NOT NULL,
     code_size     BIGINT NOT NULL,
     config        TEXT NOT NULL,
+    -- The revision of $LATEST it was published from: publishing again without a change of
+    -- $LATEST returns this version.
+    source_revision TEXT NOT NULL,
     PRIMARY KEY (function_name, version)
 );
 CREATE INDEX function_versions_code_sha256 ON function_versions (code_sha256);

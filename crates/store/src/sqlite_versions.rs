@@ -117,14 +117,9 @@ fn alias_targets_exist(
     Ok(true)
 }
 
-/// Two snapshots publish the same thing when code and settings match; the description of a
-/// version is the caller's label, not a change.
+/// Two snapshots publish the same thing when code and settings match.
 fn same_content(a: &FunctionVersion, b: &FunctionVersion) -> bool {
-    let mut left = a.settings.clone();
-    let mut right = b.settings.clone();
-    left.description.clear();
-    right.description.clear();
-    a.code.sha256_hex == b.code.sha256_hex && left == right
+    a.code.sha256_hex == b.code.sha256_hex && a.settings == b.settings
 }
 
 #[async_trait]
@@ -161,11 +156,19 @@ impl VersionStore for SqliteStore {
                         |row| row.get(0),
                     )
                     .map_err(backend)?;
-                if let Some(newest) = newest
-                    && let Some(last) = read_version(&tx, &candidate.name, newest)?
-                    && same_content(&last, &candidate)
-                {
-                    return Ok(Published::Unchanged(last));
+                if let Some(newest) = newest {
+                    let (config, source): (String, String) = tx
+                        .query_row(
+                            "SELECT config, source_revision FROM function_versions
+                             WHERE function_name = ?1 AND version = ?2",
+                            params![candidate.name, newest],
+                            |row| Ok((row.get(0)?, row.get(1)?)),
+                        )
+                        .map_err(backend)?;
+                    let last: FunctionVersion = decode(&config)?;
+                    if source == expected || same_content(&last, &candidate) {
+                        return Ok(Published::Unchanged(last));
+                    }
                 }
                 let last_number: i64 = tx
                     .query_row(
@@ -185,14 +188,15 @@ impl VersionStore for SqliteStore {
                 )
                 .map_err(backend)?;
                 tx.execute(
-                    "INSERT INTO function_versions (function_name, version, code_sha256, code_size, config)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO function_versions (function_name, version, code_sha256, code_size, config, source_revision)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
                     params![
                         candidate.name,
                         number,
                         candidate.code.sha256_hex,
                         size(candidate.code.size),
                         encode(&candidate)?,
+                        expected,
                     ],
                 )
                 .map_err(backend)?;

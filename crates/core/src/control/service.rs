@@ -447,7 +447,10 @@ impl FunctionService {
                 code_size_unzipped: MAX_UNZIPPED_SIZE,
                 code_size_zipped: MAX_ZIPPED_SIZE,
                 concurrent_executions: self.limits.concurrent_executions,
-                unreserved_concurrent_executions: self.limits.concurrent_executions,
+                unreserved_concurrent_executions: self
+                    .limits
+                    .concurrent_executions
+                    .saturating_sub(self.provisioned_total().await?),
             },
             account_usage: AccountUsageShape {
                 total_code_size: usage.total_code_size,

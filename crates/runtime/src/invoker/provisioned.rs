@@ -6,7 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use kappa_core::function::FunctionVersion;
-use kappa_core::provisioned::{Allocation, ConfigKey};
+use kappa_core::provisioned::{Allocation, ConfigKey, config_generation};
 use kappa_core::version_store::ProvisionedConcurrencyRecord;
 
 use super::{FunctionRuntime, SHUTDOWN_GRACE};
@@ -59,7 +59,7 @@ impl FunctionRuntime {
         for config in registry.configs().unwrap_or_default() {
             let key = config_key(&config);
             let allocation = registry.allocation(&key);
-            if allocation.failure.is_some() && allocation.for_config == config.last_modified {
+            if allocation.failure.is_some() && allocation.for_config == config_generation(&config) {
                 continue;
             }
             let Ok(version) = self
@@ -150,7 +150,7 @@ fn report(
             Allocation {
                 allocated: u32::try_from(allocated).unwrap_or(u32::MAX),
                 failure: failed.map(str::to_owned),
-                for_config: config.last_modified.clone(),
+                for_config: config_generation(config),
             },
         );
     }

@@ -9,9 +9,12 @@ use super::{FunctionService, InvokeTarget};
 use crate::error::ServiceError;
 use crate::function::{FunctionVersion, LATEST};
 use crate::names::{FunctionRef, RefUse};
+use crate::provisioned::config_generation;
 use crate::store::StoreError;
 use crate::version_store::ProvisionedConcurrencyRecord;
 
+/// Concurrency the account always keeps unreserved.
+pub const MIN_UNRESERVED: u32 = 100;
 /// Configs per ListProvisionedConcurrencyConfigs page at most.
 const MAX_PROVISIONED_PAGE: usize = 50;
 
@@ -77,20 +80,10 @@ impl FunctionService {
         if version.version == LATEST {
             return Err(unpublished());
         }
-        let limit = self.limits.concurrent_executions;
-        let others: u32 = self
-            .list_stored_provisioned(None)
-            .await?
-            .iter()
-            .filter(|c| (c.function_name.as_str(), c.qualifier.as_str()) != (&name, &qualifier))
-            .map(|c| c.requested)
-            .sum();
-        if others.saturating_add(requested) > limit {
-            return Err(ServiceError::InvalidParameterValue(format!(
-                "Specified ProvisionedConcurrentExecutions for function is greater than account's unreserved concurrency [{}].",
-                limit.saturating_sub(others)
-            )));
-        }
+        let stored = self.list_stored_provisioned(None).await?;
+        self.check_provisioned_limits(&stored, &name, &qualifier, requested)?;
+        self.check_provisioned_overlap(&stored, &name, &qualifier, &version)
+            .await?;
         let record = ProvisionedConcurrencyRecord {
             function_name: name.clone(),
             qualifier: qualifier.clone(),
@@ -104,7 +97,13 @@ impl FunctionService {
         }
         self.refresh_provisioned().await?;
         tracing::info!(function = %name, %qualifier, requested, "provisioned concurrency set");
-        Ok(self.provisioned_shape(&record, false))
+        // As on Lambda, a Put answers before any environment is allocated.
+        let mut shape = self.provisioned_shape(&record, false);
+        shape.available_provisioned_concurrent_executions = 0;
+        shape.allocated_provisioned_concurrent_executions = 0;
+        shape.status = "IN_PROGRESS";
+        shape.status_reason = None;
+        Ok(shape)
     }
 
     pub async fn get_provisioned_concurrency(
@@ -212,6 +211,78 @@ impl FunctionService {
         }
     }
 
+    /// The account keeps at least [`MIN_UNRESERVED`] unreserved; provisioned concurrency comes
+    /// out of it.
+    fn check_provisioned_limits(
+        &self,
+        stored: &[ProvisionedConcurrencyRecord],
+        name: &str,
+        qualifier: &str,
+        requested: u32,
+    ) -> Result<(), ServiceError> {
+        let limit = self.limits.concurrent_executions;
+        if requested > limit {
+            return Err(ServiceError::InvalidParameterValue(format!(
+                "Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [{limit}]."
+            )));
+        }
+        let others: u32 = stored
+            .iter()
+            .filter(|c| (c.function_name.as_str(), c.qualifier.as_str()) != (name, qualifier))
+            .map(|c| c.requested)
+            .sum();
+        let unreserved = i64::from(limit) - i64::from(others) - i64::from(requested);
+        if unreserved < i64::from(MIN_UNRESERVED) {
+            return Err(ServiceError::InvalidParameterValue(format!(
+                "Specified ConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [{MIN_UNRESERVED}]."
+            )));
+        }
+        Ok(())
+    }
+
+    /// A version is provisioned either directly or through aliases pointing to it, not both.
+    async fn check_provisioned_overlap(
+        &self,
+        stored: &[ProvisionedConcurrencyRecord],
+        name: &str,
+        qualifier: &str,
+        version: &FunctionVersion,
+    ) -> Result<(), ServiceError> {
+        let mine = stored
+            .iter()
+            .filter(|c| c.function_name == name && c.qualifier != qualifier);
+        let is_alias = version.version != qualifier;
+        for other in mine {
+            let other_is_alias = !other.qualifier.bytes().all(|b| b.is_ascii_digit());
+            if is_alias && !other_is_alias && other.qualifier == version.version {
+                return Err(ServiceError::ResourceConflict(
+                    "Alias can't be used for Provisioned Concurrency configuration on an already Provisioned version"
+                        .to_owned(),
+                ));
+            }
+            if !is_alias
+                && other_is_alias
+                && let Ok(target) = self.provisioned_version(name, &other.qualifier).await
+                && target.version == qualifier
+            {
+                return Err(ServiceError::ResourceConflict(
+                    "Version is pointed by a Provisioned Concurrency alias".to_owned(),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Provisioned concurrency requested across the account.
+    pub async fn provisioned_total(&self) -> Result<u32, ServiceError> {
+        Ok(self
+            .list_stored_provisioned(None)
+            .await?
+            .iter()
+            .map(|c| c.requested)
+            .sum())
+    }
+
     async fn list_stored_provisioned(
         &self,
         function: Option<&str>,
@@ -246,7 +317,7 @@ impl FunctionService {
     ) -> ProvisionedConcurrencyConfig {
         let key = (config.function_name.clone(), config.qualifier.clone());
         let allocation = self.provisioned.allocation(&key);
-        let current = allocation.for_config == config.last_modified;
+        let current = allocation.for_config == config_generation(config);
         let allocated = if current {
             allocation.allocated.min(config.requested)
         } else {
