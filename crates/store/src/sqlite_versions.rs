@@ -474,3 +474,154 @@ impl VersionStore for SqliteStore {
             .await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use kappa_core::function::FunctionRecord;
+    use kappa_core::store::FunctionStore;
+
+    use super::*;
+
+    fn latest(name: &str, revision: &str, digest: &str) -> FunctionVersion {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "version": "$LATEST", "revision_id": revision,
+            "last_modified": "2026-01-01T00:00:00.000+0000",
+            "code": {"sha256_hex": digest, "sha256_base64": "b64", "size": 10, "unzipped_size": 20},
+            "settings": {
+                "runtime": "python3.12", "handler": "app.handler", "role": "r", "description": "",
+                "timeout": 3, "memory_size": 128, "ephemeral_storage": 512, "environment": null,
+                "architectures": ["x86_64"], "tracing_mode": "PassThrough",
+                "dead_letter_target": null, "kms_key_arn": null, "snap_start_apply_on": "None",
+                "logging": {"log_format": "Text", "log_group": null,
+                            "application_log_level": null, "system_log_level": null}
+            }
+        }))
+        .unwrap()
+    }
+
+    async fn store_with(name: &str) -> (tempfile::TempDir, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("kappa.db")).unwrap();
+        let record = FunctionRecord {
+            latest: latest(name, "r1", "aa"),
+            tags: BTreeMap::new(),
+        };
+        store.create_function(&record).await.unwrap();
+        (dir, store)
+    }
+
+    async fn replace(store: &SqliteStore, from: &str, to: &str, digest: &str) {
+        let record = FunctionRecord {
+            latest: latest("f", to, digest),
+            tags: BTreeMap::new(),
+        };
+        store.replace_function(&record, from).await.unwrap();
+    }
+
+    fn number(published: Published) -> String {
+        match published {
+            Published::New(v) | Published::Unchanged(v) => v.version,
+        }
+    }
+
+    #[tokio::test]
+    async fn numbers_are_never_reused_and_unchanged_latest_publishes_nothing() {
+        let (_dir, store) = store_with("f").await;
+        let first = store
+            .publish_version(&latest("f", "r1", "aa"), "r1")
+            .await
+            .unwrap();
+        assert!(matches!(&first, Published::New(v) if v.version == "1"));
+        let again = store
+            .publish_version(&latest("f", "r1", "aa"), "r1")
+            .await
+            .unwrap();
+        assert!(matches!(again, Published::Unchanged(_)));
+        replace(&store, "r1", "r2", "bb").await;
+        assert_eq!(
+            number(
+                store
+                    .publish_version(&latest("f", "r2", "bb"), "r2")
+                    .await
+                    .unwrap()
+            ),
+            "2"
+        );
+        assert!(matches!(
+            store.delete_version("f", 2).await.unwrap(),
+            VersionDeletion::Deleted(_)
+        ));
+        replace(&store, "r2", "r3", "cc").await;
+        assert_eq!(
+            number(
+                store
+                    .publish_version(&latest("f", "r3", "cc"), "r3")
+                    .await
+                    .unwrap()
+            ),
+            "3"
+        );
+        assert!(matches!(
+            store
+                .publish_version(&latest("f", "r3", "cc"), "stale")
+                .await,
+            Err(StoreError::RevisionMismatch)
+        ));
+        let versions: Vec<_> = store
+            .list_versions("f")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|v| v.version)
+            .collect();
+        assert_eq!(versions, ["1", "3"]);
+        // Both versions' code stays referenced.
+        let referenced = store.referenced_code().await.unwrap();
+        assert!(
+            referenced.contains("aa") && referenced.contains("cc") && !referenced.contains("bb")
+        );
+    }
+
+    #[tokio::test]
+    async fn aliases_protect_their_versions_and_go_with_the_function() {
+        let (_dir, store) = store_with("f").await;
+        store
+            .publish_version(&latest("f", "r1", "aa"), "r1")
+            .await
+            .unwrap();
+        let alias = AliasRecord {
+            name: "live".into(),
+            function_version: "1".into(),
+            description: String::new(),
+            additional_version_weights: BTreeMap::new(),
+            revision_id: "a1".into(),
+        };
+        store.create_alias("f", &alias).await.unwrap();
+        assert!(matches!(
+            store.create_alias("f", &alias).await,
+            Err(StoreError::AlreadyExists)
+        ));
+        let dangling = AliasRecord {
+            name: "x".into(),
+            function_version: "9".into(),
+            ..alias.clone()
+        };
+        assert!(matches!(
+            store.create_alias("f", &dangling).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(
+            store.delete_version("f", 1).await.unwrap(),
+            VersionDeletion::ReferencedBy(vec!["live".into()])
+        );
+        assert!(matches!(
+            store.replace_alias("f", &alias, "stale").await,
+            Err(StoreError::RevisionMismatch)
+        ));
+        store.delete_function("f").await.unwrap();
+        assert!(store.list_aliases("f").await.unwrap().is_empty());
+        assert!(store.list_versions("f").await.unwrap().is_empty());
+    }
+}
