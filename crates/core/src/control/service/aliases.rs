@@ -197,7 +197,17 @@ impl FunctionService {
             return Err(ServiceError::Validation(violations));
         }
         self.require_record(&reference.name).await?;
-        let current = self.require_alias(&reference.name, name).await?;
+        let current = self
+            .store
+            .get_alias(&reference.name, name)
+            .await
+            .map_err(ServiceError::internal)?
+            .ok_or_else(|| {
+                ServiceError::ResourceNotFound(format!(
+                    "Alias not found: {}",
+                    self.alias_arn(&reference.name, name)
+                ))
+            })?;
         if let Some(revision) = input.revision_id.as_deref()
             && revision != current.revision_id
         {
@@ -232,18 +242,15 @@ impl FunctionService {
         }
     }
 
+    /// Deleting an alias that does not exist succeeds, as on Lambda.
     pub async fn delete_alias(&self, function: &str, name: &str) -> Result<(), ServiceError> {
         let reference = FunctionRef::parse(function, &self.account, RefUse::Read)?;
         self.require_record(&reference.name).await?;
-        let deleted = self
-            .store
+        self.store
             .delete_alias(&reference.name, name)
             .await
             .map_err(ServiceError::internal)?;
         self.forget(&reference.name);
-        if !deleted {
-            return Err(self.alias_not_found(&reference.name, name));
-        }
         Ok(())
     }
 
