@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+import kappa_async
 import kappa_helpers as h
 from test_versions import ARN
 
@@ -26,7 +27,7 @@ def handler(event, context):
     time.sleep(event.get("sleep", 0))
     return {
         "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
-        "pid": os.getpid(),
+        "stream": context.log_stream_name,
         "version": context.function_version,
     }
 '''
@@ -97,19 +98,35 @@ def test_provisioned_alias(client, fn_name):
     assert client.list_provisioned_concurrency_configs(FunctionName=fn_name)["ProvisionedConcurrencyConfigs"] == []
 
 
-def test_deleting_the_config_retires_the_environments(server, client, fn_name):
+def test_deleting_the_config_retires_the_environments(server_factory, fn_name):
+    srv = server_factory()
+    client = srv.client()
     make_versioned(client, fn_name)
-    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=2)
     wait_status(client, fn_name, "1", "READY")
-    pid = h.invoke_ok(client, fn_name, Qualifier="1").json()["pid"]
+    assert kappa_async.metrics(srv)["kappa_idle_environments"] == 2
     client.delete_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1")
     err = h.api_error(client, lambda: client.get_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1"),
                       404, "ProvisionedConcurrencyConfigNotFoundException")
     assert err.message == "No Provisioned Concurrency Config found for this function"
-    h.wait_until(10, lambda: not h.processes_with(fn_name) or all(p != pid for p in h.processes_with(fn_name)),
-                 desc="the provisioned runtime to exit")
+    h.wait_until(10, lambda: kappa_async.metrics(srv)["kappa_idle_environments"] == 0,
+                 desc="the provisioned environments to be retired")
     after = h.invoke_ok(client, fn_name, Qualifier="1")
     assert after.cold and after.json()["init_type"] == "on-demand"
+
+
+def test_reducing_the_config_retires_the_extra_environments(server_factory, fn_name):
+    srv = server_factory()
+    client = srv.client()
+    make_versioned(client, fn_name)
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=3)
+    wait_status(client, fn_name, "1", "READY")
+    assert kappa_async.metrics(srv)["kappa_idle_environments"] == 3
+    client.put_provisioned_concurrency_config(FunctionName=fn_name, Qualifier="1", ProvisionedConcurrentExecutions=1)
+    ready = wait_status(client, fn_name, "1", "READY")
+    assert ready["AllocatedProvisionedConcurrentExecutions"] == 1
+    h.wait_until(10, lambda: kappa_async.metrics(srv)["kappa_idle_environments"] == 1,
+                 desc="two provisioned environments to be retired")
 
 
 def test_provisioned_environments_are_kept_warm(server_factory, fn_name):
@@ -125,7 +142,7 @@ def test_provisioned_environments_are_kept_warm(server_factory, fn_name):
     assert h.invoke_ok(client, fn_name).cold
     # ...a provisioned one is not.
     again = h.invoke_ok(client, fn_name, Qualifier="1")
-    assert not again.cold and again.json()["pid"] == first.json()["pid"]
+    assert not again.cold and again.json()["stream"] == first.json()["stream"]
 
 
 def test_init_failure_marks_the_config_failed(client, fn_name):

@@ -25,7 +25,6 @@ def handler(event, context):
         "arn": context.invoked_function_arn,
         "stream": context.log_stream_name,
         "init_type": os.environ.get("AWS_LAMBDA_INITIALIZATION_TYPE"),
-        "pid": os.getpid(),
     }}
 '''
 
@@ -197,7 +196,7 @@ def test_latest_and_a_version_never_share_an_environment(client, fn_name):
     client.publish_version(FunctionName=fn_name)
     latest = h.invoke_ok(client, fn_name).json()
     v1 = h.invoke_ok(client, fn_name, Qualifier="1").json()
-    assert latest["pid"] != v1["pid"] or latest["stream"] != v1["stream"]
+    assert latest["stream"] != v1["stream"]
     assert "[$LATEST]" in latest["stream"] and "[1]" in v1["stream"]
     # Warm again: each qualifier gets its own environment back.
     assert h.invoke_ok(client, fn_name, Qualifier="1").json()["stream"] == v1["stream"]

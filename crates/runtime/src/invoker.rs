@@ -54,6 +54,9 @@ pub struct FunctionRuntime {
     environments: EnvironmentSettings,
     writer: LogWriter,
     keep_alive: Duration,
+    /// Held while provisioned environments are started; `true` once shutting down, so none is
+    /// started after the idle pool was drained.
+    provisioning_closed: tokio::sync::Mutex<bool>,
 }
 
 impl FunctionRuntime {
@@ -91,6 +94,7 @@ impl FunctionRuntime {
             },
             writer: LogWriter::start(logs),
             keep_alive: settings.keep_alive,
+            provisioning_closed: tokio::sync::Mutex::new(false),
         });
         provisioned::spawn_keeper(Arc::downgrade(&runtime));
         let weak = Arc::downgrade(&runtime);
@@ -109,6 +113,7 @@ impl FunctionRuntime {
 
     /// Shut every idle environment down and store the logs written so far.
     pub async fn shut_down(&self) {
+        *self.provisioning_closed.lock().await = true;
         let environments = self.pool.drain_all();
         let shutdowns = environments
             .into_iter()

@@ -50,6 +50,10 @@ pub(super) fn spawn_keeper(runtime: Weak<FunctionRuntime>) {
 
 impl FunctionRuntime {
     async fn reconcile_provisioned(&self) {
+        let closed = self.provisioning_closed.lock().await;
+        if *closed {
+            return;
+        }
         if let Err(err) = self.functions.refresh_provisioned().await {
             tracing::warn!(error = %err, "reading provisioned concurrency configs");
             return;
