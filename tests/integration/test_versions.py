@@ -327,3 +327,21 @@ def test_cli_publish_list_and_invoke_a_version(server, client, fn_name, tmp_path
     proc = h.aws_cli(server.url, tmp_path, "lambda", "delete-function", "--function-name", fn_name,
                      "--qualifier", "$LATEST", check=False)
     assert proc.returncode != 0 and "InvalidParameterValueException" in proc.stderr
+
+
+@pytest.mark.parametrize("qualifier, constraint", [
+    ("bad!", "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)"),
+    ("q" * 129, "Member must have length less than or equal to 128"),
+])
+def test_qualifier_constraints(client, raw_client, fn_name, qualifier, constraint):
+    make_fn(client, fn_name)
+    for call in (lambda: raw_client.invoke(FunctionName=fn_name, Qualifier=qualifier),
+                 lambda: raw_client.get_function(FunctionName=fn_name, Qualifier=qualifier),
+                 lambda: raw_client.get_function_configuration(FunctionName=fn_name, Qualifier=qualifier)):
+        err = h.api_error(raw_client, call, 400, "ValidationException")
+        assert err.message == (f"1 validation error detected: Value '{qualifier}' at 'qualifier' failed to "
+                               f"satisfy constraint: {constraint}")
+    # Just under the length limit is a well-formed qualifier that names nothing.
+    err = h.api_error(client, lambda: client.invoke(FunctionName=fn_name, Qualifier="q" * 128), 404,
+                      "ResourceNotFoundException")
+    assert err.message == f"Function not found: {ARN}:{fn_name}:{'q' * 128}"

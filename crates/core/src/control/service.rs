@@ -476,6 +476,7 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(Arc<FunctionVersion>, String), ServiceError> {
+        resolve::check_query_qualifier(qualifier)?;
         let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
             .with_query_qualifier(qualifier)?;
         let invoked_arn = match reference.qualifier.as_deref() {
@@ -577,6 +578,7 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<resolve::Resolved, ServiceError> {
+        resolve::check_query_qualifier(qualifier)?;
         let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
             .with_query_qualifier(qualifier)?;
         self.resolve_qualified(&reference.name, reference.qualifier.as_deref())

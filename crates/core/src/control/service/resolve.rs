@@ -148,6 +148,45 @@ impl FunctionService {
     }
 }
 
+/// The modelled constraints of a `Qualifier` query parameter: 1–128 characters of
+/// `(|[a-zA-Z0-9$_-]+)`.
+pub(crate) fn check_query_qualifier(qualifier: Option<&str>) -> Result<(), ServiceError> {
+    let Some(qualifier) = qualifier else {
+        return Ok(());
+    };
+    let mut violations = Vec::new();
+    let length = qualifier.chars().count();
+    if length > 128 {
+        violations.push(crate::error::constraint_violation(
+            qualifier,
+            "qualifier",
+            "Member must have length less than or equal to 128",
+        ));
+    }
+    if length == 0 {
+        violations.push(crate::error::constraint_violation(
+            qualifier,
+            "qualifier",
+            "Member must have length greater than or equal to 1",
+        ));
+    }
+    if !qualifier
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'$' | b'_' | b'-'))
+    {
+        violations.push(crate::error::constraint_violation(
+            qualifier,
+            "qualifier",
+            "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)",
+        ));
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(ServiceError::Validation(violations))
+    }
+}
+
 /// A uniform number in [0, 1) from a per-thread xorshift generator seeded at random: routing
 /// needs fairness, not secrecy, and must cost nothing per invoke.
 fn unit_random() -> f64 {
