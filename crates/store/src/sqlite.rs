@@ -9,7 +9,7 @@ use kappa_core::function::{FunctionRecord, FunctionVersion};
 use kappa_core::store::{FunctionStore, StoreError, StoredUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::connection::{Database, Durability, SqliteStoreError, backend};
+use crate::connection::{Database, Durability, SqliteStoreError, backend, write_transaction};
 
 /// SQLite-backed function records. Every commit is fully synced: an acknowledged change survives
 /// a crash at any moment.
@@ -123,7 +123,7 @@ impl FunctionStore for SqliteStore {
         let record = record.clone();
         let expected = expected_revision.to_owned();
         self.db.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            let tx = write_transaction(conn)?;
             let current: Option<String> = tx
                 .query_row("SELECT revision_id FROM functions WHERE name = ?1", [record.name()], |row| row.get(0))
                 .optional()
@@ -153,7 +153,7 @@ impl FunctionStore for SqliteStore {
         let name = name.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let record = read_record(&tx, &name)?;
                 if record.is_some() {
                     tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
@@ -183,7 +183,7 @@ impl FunctionStore for SqliteStore {
         let remove = remove.to_vec();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let tags: Option<String> = tx
                     .query_row(
                         "SELECT tags FROM functions WHERE name = ?1",

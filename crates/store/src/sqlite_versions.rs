@@ -6,9 +6,9 @@ use kappa_core::store::StoreError;
 use kappa_core::version_store::{
     AliasRecord, ProvisionedConcurrencyRecord, Published, VersionDeletion, VersionStore,
 };
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::connection::backend;
+use crate::connection::{backend, write_transaction};
 use crate::sqlite::SqliteStore;
 
 fn encode<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
@@ -43,13 +43,6 @@ pub(crate) fn delete_all_of(conn: &Connection, function: &str) -> Result<(), Sto
         .map_err(backend)?;
     }
     Ok(())
-}
-
-/// A transaction holding the write lock from its start: one that read first and wrote later
-/// could fail at once with `SQLITE_BUSY` while the log writer commits on its own connection.
-fn write_transaction(conn: &mut Connection) -> Result<Transaction<'_>, StoreError> {
-    conn.transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(backend)
 }
 
 fn function_exists(conn: &Connection, function: &str) -> Result<bool, StoreError> {
