@@ -113,6 +113,11 @@ def test_variables_are_nowhere_on_disk_and_survive_a_restart(isolated):
     listed = {f["FunctionName"]: f for f in h.list_all_functions(client)}
     assert listed[other_name]["Environment"]["Variables"]["SECRET"] == other
 
+    # A published version is a second stored copy of the configuration: sealed the same way.
+    published = client.publish_version(FunctionName=name)
+    assert published["Environment"]["Variables"]["SECRET"] == updated
+    version = published["Version"]
+
     # Synchronous invokes: the function sees the plaintext.
     assert h.invoke_ok(client, name).json()["digest"] == digest(updated)
     assert h.invoke_ok(client, other_name).json()["digest"] == digest(other)
@@ -142,6 +147,9 @@ def test_variables_are_nowhere_on_disk_and_survive_a_restart(isolated):
 
     server.start()
     assert h.invoke_ok(client, name).json()["digest"] == digest(updated)
+    assert h.invoke_ok(client, f"{name}:{version}").json()["digest"] == digest(updated)
+    assert client.get_function_configuration(FunctionName=name, Qualifier=version)["Environment"]["Variables"][
+        "SECRET"] == updated
     assert client.get_function_configuration(FunctionName=other_name)["Environment"]["Variables"]["SECRET"] == other
 
 

@@ -103,6 +103,12 @@ impl ApiError {
                         Upper,
                         message,
                     ),
+                    ServiceError::ProvisionedConcurrencyConfigNotFound(_) => user(
+                        StatusCode::NOT_FOUND,
+                        "ProvisionedConcurrencyConfigNotFoundException",
+                        Lower,
+                        message,
+                    ),
                     ServiceError::ResourceConflict(_) => user(
                         StatusCode::CONFLICT,
                         "ResourceConflictException",

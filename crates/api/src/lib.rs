@@ -25,7 +25,8 @@ use kappa_core::logs_service::LogsService;
 use crate::auth::Authenticator;
 use crate::aws_error::ApiError;
 use crate::routes::{
-    account, code, concurrency, event_invoke_config, functions, invoke, layers, logs, tags,
+    account, code, concurrency, event_invoke_config, functions, invoke, layers, logs, provisioned,
+    tags, versions,
 };
 
 /// What every handler can reach.
@@ -95,6 +96,26 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/2015-03-31/functions/{name}/code",
             axum::routing::put(functions::update_function_code),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/versions",
+            get(versions::list_versions).post(versions::publish_version),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases",
+            get(versions::list_aliases).post(versions::create_alias),
+        )
+        .route(
+            "/2015-03-31/functions/{name}/aliases/{alias}",
+            get(versions::get_alias)
+                .put(versions::update_alias)
+                .delete(versions::delete_alias),
+        )
+        .route(
+            "/2019-09-30/functions/{name}/provisioned-concurrency",
+            get(provisioned::get_or_list)
+                .put(provisioned::put)
+                .delete(provisioned::delete),
         )
         .route(
             "/2017-03-31/tags/{resource}",

@@ -1,5 +1,6 @@
 //! The `kappa-bench` binary: argument parsing, wiring and error printing only.
 
+mod alias_invoke;
 mod api_connection;
 mod async_invoke;
 mod control_plane;
@@ -16,6 +17,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::alias_invoke::AliasArgs;
 use crate::async_invoke::AsyncArgs;
 use crate::control_plane::ControlPlaneArgs;
 use crate::invoke::InvokeArgs;
@@ -38,6 +40,8 @@ enum Command {
     /// Asynchronous (Event) invocation: durable accept throughput from concurrent clients and
     /// from one, how long a burst takes to run, and each event's latency from send to run.
     Async(AsyncArgs),
+    /// Warm invoke latency of one function directly and through an alias (plain and weighted).
+    Alias(AliasArgs),
 }
 
 fn main() -> ExitCode {
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::ControlPlane(args) => run_async(control_plane::run(args)),
         Command::Invoke(args) => run_async(invoke::run(args)),
         Command::Async(args) => run_async(async_invoke::run(args)),
+        Command::Alias(args) => run_async(alias_invoke::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,9 @@ pub enum ServiceError {
     /// 404 `ResourceNotFoundException`.
     #[error("{0}")]
     ResourceNotFound(String),
+    /// 404 `ProvisionedConcurrencyConfigNotFoundException`.
+    #[error("{0}")]
+    ProvisionedConcurrencyConfigNotFound(String),
     /// 409 `ResourceConflictException`.
     #[error("{0}")]
     ResourceConflict(String),

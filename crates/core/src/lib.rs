@@ -13,7 +13,9 @@ pub mod layer_store;
 pub mod logs;
 pub mod logs_service;
 pub mod names;
+pub mod provisioned;
 pub mod runtime;
 pub mod store;
+pub mod version_store;
 
 pub use error::ServiceError;

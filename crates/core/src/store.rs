@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use thiserror::Error;
 
 use crate::function::FunctionRecord;
+use crate::version_store::VersionStore;
 
 #[derive(Debug, Error)]
 pub enum StoreError {
@@ -36,9 +37,10 @@ pub struct StoredUsage {
     pub total_code_size: u64,
 }
 
-/// Durable records of functions. Every method is atomic: it either happens whole or not at all.
+/// Durable records of functions (and, through `VersionStore`, their versions and aliases).
+/// Every method is atomic: it either happens whole or not at all.
 #[async_trait]
-pub trait FunctionStore: Send + Sync + 'static {
+pub trait FunctionStore: VersionStore + Send + Sync + 'static {
     /// Insert a new function; `AlreadyExists` if the name is taken.
     async fn create_function(&self, record: &FunctionRecord) -> Result<(), StoreError>;
     async fn get_function(&self, name: &str) -> Result<Option<FunctionRecord>, StoreError>;

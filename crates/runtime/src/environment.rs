@@ -79,6 +79,25 @@ pub struct ExecutionEnvironment {
     memory_size: u32,
     version: String,
     pub last_used: Instant,
+    /// Started ahead of invocations for a provisioned concurrency config: kept warm, and its
+    /// invocations report no init.
+    pub provisioned: bool,
+}
+
+/// Why an environment is started: `AWS_LAMBDA_INITIALIZATION_TYPE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Initialization {
+    OnDemand,
+    ProvisionedConcurrency,
+}
+
+impl Initialization {
+    fn env_value(self) -> &'static str {
+        match self {
+            Self::OnDemand => "on-demand",
+            Self::ProvisionedConcurrency => "provisioned-concurrency",
+        }
+    }
 }
 
 /// Serve the Runtime API on the listener `__sandbox-init` made in the environment's network
@@ -95,18 +114,28 @@ pub struct StartFailure {
     pub log: String,
 }
 
+/// Where a version's files are extracted on the host.
+#[derive(Debug, Clone)]
+pub struct ExtractedFiles {
+    /// The code, shown at `/var/task`.
+    pub code_dir: PathBuf,
+    /// The layers in order, shown at `/opt`.
+    pub opt_dir: PathBuf,
+}
+
 impl ExecutionEnvironment {
-    /// Start an environment for `version` whose code is extracted at `code_dir` and layers at
-    /// `opt_dir`, on behalf of the invocation `request_id` (named in error messages).
+    /// Start an environment for `version` from its extracted `files`, on behalf of the
+    /// invocation `request_id` (named in error messages).
     pub async fn start(
         version: &FunctionVersion,
-        code_dir: PathBuf,
-        opt_dir: PathBuf,
+        files: ExtractedFiles,
         settings: &EnvironmentSettings,
         writer: &LogWriter,
         request_id: &str,
         reused_tmp: Option<PathBuf>,
+        initialization: Initialization,
     ) -> Result<Self, StartFailure> {
+        let ExtractedFiles { code_dir, opt_dir } = files;
         let started = Instant::now();
         // Spawned, in its cgroup and namespaces already if it came from the pool.
         let mut sandbox = settings
@@ -228,6 +257,13 @@ impl ExecutionEnvironment {
             },
         );
         let mut env = env;
+        if initialization != Initialization::OnDemand {
+            env.retain(|(k, _)| k != "AWS_LAMBDA_INITIALIZATION_TYPE");
+            env.push((
+                "AWS_LAMBDA_INITIALIZATION_TYPE".into(),
+                initialization.env_value().into(),
+            ));
+        }
         if !binds {
             env.retain(|(k, _)| k != "TMPDIR");
             env.push(("TMPDIR".into(), tmp_dir.display().to_string()));
@@ -320,6 +356,7 @@ impl ExecutionEnvironment {
             memory_size: version.settings.memory_size,
             version: version.version.clone(),
             last_used: Instant::now(),
+            provisioned: initialization == Initialization::ProvisionedConcurrency,
         };
         let mut exit_watch = environment.exit.clone();
         tokio::select! {
@@ -350,7 +387,10 @@ impl ExecutionEnvironment {
                 ));
             }
         }
-        environment.pending_init = Some(started.elapsed());
+        // Provisioned environments initialize ahead of invocations, which report no init.
+        if !environment.provisioned {
+            environment.pending_init = Some(started.elapsed());
+        }
         // Init ran with the whole CPU (as Lambda boosts init); invocations get the share their
         // memory buys: one vCPU per 1,769 MB.
         if let Some(cgroup) = &environment.cgroup {

@@ -15,12 +15,16 @@ use kappa_core::logs::LogStore;
 use kappa_sandbox::Isolation;
 
 use crate::code_cache::{CodeCache, clean_partial_extractions};
-use crate::environment::{EnvironmentSettings, ExecutionEnvironment};
+use crate::environment::{
+    EnvironmentSettings, ExecutionEnvironment, ExtractedFiles, Initialization,
+};
 use crate::launch::Interpreters;
 use crate::log_writer::LogWriter;
 use crate::pool::{EnvironmentPool, VersionKey};
 use crate::runtime_api::Invocation;
 use crate::sandbox_pool::SandboxLauncher;
+
+mod provisioned;
 
 /// How long a runtime gets to exit after SIGTERM before SIGKILL.
 const SHUTDOWN_GRACE: Duration = Duration::from_millis(500);
@@ -59,6 +63,9 @@ pub struct FunctionRuntime {
     environments: EnvironmentSettings,
     writer: LogWriter,
     keep_alive: Duration,
+    /// Held while provisioned environments are started; `true` once shutting down, so none is
+    /// started after the idle pool was drained.
+    provisioning_closed: tokio::sync::Mutex<bool>,
 }
 
 impl FunctionRuntime {
@@ -101,8 +108,10 @@ impl FunctionRuntime {
             },
             writer: LogWriter::start(logs),
             keep_alive: settings.keep_alive,
+            provisioning_closed: tokio::sync::Mutex::new(false),
         });
         runtime.environments.sandboxes.refill();
+        provisioned::spawn_keeper(Arc::downgrade(&runtime));
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -120,6 +129,7 @@ impl FunctionRuntime {
     /// Shut every idle environment down and store the logs written so far.
     pub async fn shut_down(&self) {
         self.environments.sandboxes.close();
+        *self.provisioning_closed.lock().await = true;
         let environments = self.pool.drain_all();
         let shutdowns = environments
             .into_iter()
@@ -143,7 +153,10 @@ impl FunctionRuntime {
     async fn evict_idle(&self) {
         let mut current = HashSet::new();
         for key in self.pool_keys() {
-            if let Ok((version, _)) = self.functions.resolve_for_invoke(&key.function, None).await
+            if let Ok((version, _)) = self
+                .functions
+                .resolve_for_invoke(&key.function, Some(&key.version))
+                .await
                 && version.revision_id == key.revision_id
             {
                 current.insert(key);
@@ -227,12 +240,12 @@ impl FunctionRuntime {
                 let opt_dir = self.opt_dir(&version).await?;
                 match ExecutionEnvironment::start(
                     &version,
-                    code_dir,
-                    opt_dir,
+                    ExtractedFiles { code_dir, opt_dir },
                     &self.environments,
                     &self.writer,
                     &request_id,
                     reused_tmp,
+                    Initialization::OnDemand,
                 )
                 .await
                 {
@@ -254,6 +267,9 @@ impl FunctionRuntime {
         if result.reusable && environment.is_alive() {
             self.pool.put_idle(key, environment);
         } else {
+            if environment.provisioned {
+                self.pool.provisioned_gone(&key);
+            }
             // A reset: the environment goes, its /tmp stays for the replacement (as on Lambda).
             let tmp = environment.into_preserved_tmp();
             self.pool.put_reset_tmp(key, tmp);

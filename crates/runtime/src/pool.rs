@@ -22,6 +22,8 @@ pub struct EnvironmentPool {
     idle: Mutex<HashMap<VersionKey, Vec<ExecutionEnvironment>>>,
     /// `/tmp` directories of environments that were reset, waiting for their replacement.
     reset_tmp: Mutex<HashMap<VersionKey, Vec<(PathBuf, Instant)>>>,
+    /// Live provisioned environments per version, idle or busy.
+    provisioned: Mutex<HashMap<VersionKey, usize>>,
 }
 
 impl EnvironmentPool {
@@ -29,6 +31,7 @@ impl EnvironmentPool {
         Self {
             idle: Mutex::default(),
             reset_tmp: Mutex::default(),
+            provisioned: Mutex::default(),
         }
     }
 
@@ -64,9 +67,15 @@ impl EnvironmentPool {
         };
         for (key, list) in idle.iter_mut() {
             let current = is_current(key);
+            // Provisioned environments are kept warm, whatever their idle time.
             let (keep, drop): (Vec<_>, Vec<_>) = list.drain(..).partition(|env| {
-                current && env.is_alive() && now.duration_since(env.last_used) < keep_alive
+                current
+                    && env.is_alive()
+                    && (env.provisioned || now.duration_since(env.last_used) < keep_alive)
             });
+            for _ in drop.iter().filter(|env| env.provisioned) {
+                self.provisioned_gone(key);
+            }
             *list = keep;
             evicted.extend(drop);
         }
@@ -143,5 +152,61 @@ impl EnvironmentPool {
             .lock()
             .map(|r| r.keys().cloned().collect())
             .unwrap_or_default()
+    }
+}
+
+impl EnvironmentPool {
+    /// A provisioned environment of `key` was started.
+    pub fn provisioned_started(&self, key: &VersionKey) {
+        if let Ok(mut counts) = self.provisioned.lock() {
+            *counts.entry(key.clone()).or_default() += 1;
+        }
+    }
+
+    /// A provisioned environment of `key` is gone (crashed, reset, retired or evicted).
+    pub fn provisioned_gone(&self, key: &VersionKey) {
+        if let Ok(mut counts) = self.provisioned.lock()
+            && let Some(count) = counts.get_mut(key)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                counts.remove(key);
+            }
+        }
+    }
+
+    /// Live provisioned environments per version.
+    pub fn provisioned_counts(&self) -> HashMap<VersionKey, usize> {
+        self.provisioned
+            .lock()
+            .map(|counts| counts.clone())
+            .unwrap_or_default()
+    }
+
+    /// Take up to `count` idle provisioned environments of `key` out of the pool, to retire them.
+    pub fn take_idle_provisioned(
+        &self,
+        key: &VersionKey,
+        count: usize,
+    ) -> Vec<ExecutionEnvironment> {
+        let mut taken = Vec::new();
+        let Ok(mut idle) = self.idle.lock() else {
+            return taken;
+        };
+        if let Some(list) = idle.get_mut(key) {
+            let mut index = 0;
+            while index < list.len() && taken.len() < count {
+                if list[index].provisioned {
+                    taken.push(list.remove(index));
+                } else {
+                    index += 1;
+                }
+            }
+        }
+        drop(idle);
+        for _ in &taken {
+            self.provisioned_gone(key);
+        }
+        taken
     }
 }

@@ -101,3 +101,11 @@ impl Database {
 pub fn backend(err: rusqlite::Error) -> StoreError {
     StoreError::backend(err)
 }
+
+/// A transaction holding the write lock from its start. One that reads first and writes later
+/// fails at once with `SQLITE_BUSY` (no busy wait) when another connection, such as the log
+/// writer's, committed in between.
+pub fn write_transaction(conn: &mut Connection) -> Result<rusqlite::Transaction<'_>, StoreError> {
+    conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .map_err(backend)
+}

@@ -13,6 +13,7 @@ mod sqlite_concurrency;
 mod sqlite_layers;
 mod sqlite_logs;
 mod sqlite_sealing;
+mod sqlite_versions;
 
 pub use blobs::FsCodeBlobs;
 pub use connection::SqliteStoreError;

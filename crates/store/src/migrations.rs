@@ -7,6 +7,11 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     (1, include_str!("../migrations/0001_functions.sql")),
     (2, include_str!("../migrations/0002_logs.sql")),
     (3, include_str!("../migrations/0003_async.sql")),
+    (4, include_str!("../migrations/0004_versions_aliases.sql")),
+    (
+        5,
+        include_str!("../migrations/0005_provisioned_concurrency.sql"),
+    ),
     (6, include_str!("../migrations/0006_layers.sql")),
     (
         7,

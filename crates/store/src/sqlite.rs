@@ -9,7 +9,7 @@ use kappa_core::function::{FunctionRecord, FunctionVersion};
 use kappa_core::store::{FunctionStore, StoreError, StoredUsage};
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::connection::{Database, Durability, SqliteStoreError, backend};
+use crate::connection::{Database, Durability, SqliteStoreError, backend, write_transaction};
 use crate::sealed::Sealer;
 use crate::sqlite_layers::write_function_layers;
 
@@ -143,7 +143,7 @@ impl FunctionStore for SqliteStore {
         let record = record.clone();
         let expected = expected_revision.to_owned();
         self.db.with_conn(move |conn| {
-            let tx = conn.transaction().map_err(backend)?;
+            let tx = write_transaction(conn)?;
             let current: Option<String> = tx
                 .query_row("SELECT revision_id FROM functions WHERE name = ?1", [record.name()], |row| row.get(0))
                 .optional()
@@ -175,7 +175,7 @@ impl FunctionStore for SqliteStore {
         let sealer = self.sealer.clone();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let record = read_record(&tx, &sealer, &name)?;
                 if record.is_some() {
                     tx.execute("DELETE FROM functions WHERE name = ?1", [&name])
@@ -191,6 +191,7 @@ impl FunctionStore for SqliteStore {
                         [&name],
                     )
                     .map_err(backend)?;
+                    crate::sqlite_versions::delete_all_of(&tx, &name)?;
                 }
                 tx.commit().map_err(backend)?;
                 Ok(record)
@@ -209,7 +210,7 @@ impl FunctionStore for SqliteStore {
         let remove = remove.to_vec();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let tags: Option<String> = tx
                     .query_row(
                         "SELECT tags FROM functions WHERE name = ?1",
@@ -243,6 +244,7 @@ impl FunctionStore for SqliteStore {
                 conn.query_row(
                     "SELECT COUNT(*), COALESCE(SUM(code_size), 0)
                        + (SELECT COALESCE(SUM(code_size), 0) FROM layer_versions)
+                       + (SELECT COALESCE(SUM(code_size), 0) FROM function_versions)
                      FROM functions",
                     [],
                     |row| {
@@ -263,6 +265,7 @@ impl FunctionStore for SqliteStore {
                 let mut statement = conn
                     .prepare_cached(
                         "SELECT code_sha256 FROM functions
+                         UNION SELECT code_sha256 FROM function_versions
                          UNION SELECT code_sha256 FROM layer_versions
                          UNION SELECT code_sha256 FROM function_layers",
                     )
@@ -270,7 +273,30 @@ impl FunctionStore for SqliteStore {
                 let rows = statement
                     .query_map([], |row| row.get::<_, String>(0))
                     .map_err(backend)?;
-                rows.collect::<Result<BTreeSet<_>, _>>().map_err(backend)
+                let mut digests = rows.collect::<Result<BTreeSet<_>, _>>().map_err(backend)?;
+                // Published versions keep the layers they were published with (only `$LATEST`'s
+                // are mirrored in `function_layers`); their settings are plain JSON apart from
+                // the sealed variables.
+                let mut published = conn
+                    .prepare_cached("SELECT config FROM function_versions")
+                    .map_err(backend)?;
+                let configs = published
+                    .query_map([], |row| row.get::<_, String>(0))
+                    .map_err(backend)?;
+                for config in configs {
+                    let config: serde_json::Value = serde_json::from_str(&config.map_err(backend)?)
+                        .map_err(StoreError::backend)?;
+                    let layers = config["settings"]["layers"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    for layer in layers {
+                        if let Some(digest) = layer["code"]["sha256_hex"].as_str() {
+                            digests.insert(digest.to_owned());
+                        }
+                    }
+                }
+                Ok(digests)
             })
             .await
     }

@@ -9,4 +9,6 @@ pub mod functions;
 pub mod invoke;
 pub mod layers;
 pub mod logs;
+pub mod provisioned;
 pub mod tags;
+pub mod versions;

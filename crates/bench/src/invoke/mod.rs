@@ -3,7 +3,7 @@
 
 mod emulator;
 mod kappa;
-mod measure;
+pub mod measure;
 mod package;
 mod table;
 

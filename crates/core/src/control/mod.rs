@@ -12,5 +12,8 @@ pub mod settings;
 pub use layer_policy::{AddedLayerPermission, LayerPolicyText};
 pub use layers::{LayerListPage, LayerVersionListPage};
 pub use service::{
-    AccountLimits, AccountSettings, FunctionListPage, FunctionService, FunctionWithCode,
+    AccountLimits, AccountSettings, AliasConfiguration, AliasListPage, CreateAliasInput,
+    FunctionListPage, FunctionService, FunctionWithCode, ProvisionedConcurrencyConfig,
+    ProvisionedConcurrencyList, PublishVersionInput, PutProvisionedConcurrencyInput,
+    RoutingConfigInput, UpdateAliasInput, VersionListPage, is_alias_name,
 };

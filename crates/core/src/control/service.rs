@@ -25,6 +25,22 @@ use crate::layer_store::LayerStore;
 use crate::names::{AccountContext, FunctionRef, RefUse};
 use crate::store::{CodeBlobs, FunctionStore, StoreError};
 
+mod aliases;
+mod provisioned;
+mod resolve;
+mod versions;
+
+pub use aliases::{
+    AliasConfiguration, AliasListPage, CreateAliasInput, RoutingConfigInput, UpdateAliasInput,
+    is_alias_name,
+};
+pub use provisioned::{
+    ProvisionedConcurrencyConfig, ProvisionedConcurrencyList, PutProvisionedConcurrencyInput,
+};
+pub use versions::{PublishVersionInput, VersionListPage};
+
+use resolve::InvokeTarget;
+
 /// Functions returned by one ListFunctions page at most, whatever `MaxItems` asks.
 pub const MAX_LIST_PAGE: usize = 50;
 /// Total code storage of the account (75 GB, Lambda's default quota).
@@ -95,12 +111,15 @@ pub struct FunctionService {
     /// Held while a blob is written and its record committed, and while a record is removed
     /// and its blob collected, so a blob is never collected under a record about to refer to it.
     pub(super) code_lifecycle: Arc<Mutex<()>>,
-    /// `$LATEST` of recently invoked functions, so the invoke path does not read the store.
-    invoke_cache: Arc<std::sync::RwLock<HashMap<String, Arc<FunctionVersion>>>>,
+    /// What recently invoked qualifiers of each function run (by function, then qualifier), so
+    /// the invoke path does not read the store.
+    invoke_cache: Arc<std::sync::RwLock<HashMap<String, HashMap<String, InvokeTarget>>>>,
     /// Bumped on every change; a read started before a change is not cached.
     cache_generation: Arc<AtomicU64>,
     /// Reserved concurrency and running invocations, checked on every invoke.
     concurrency: Arc<ConcurrencyLimits>,
+    /// Provisioned concurrency configs in force and what the runtime allocated for them.
+    provisioned: Arc<crate::provisioned::ProvisionedRegistry>,
 }
 
 impl std::fmt::Debug for FunctionService {
@@ -128,6 +147,7 @@ impl FunctionService {
             invoke_cache: Arc::default(),
             cache_generation: Arc::default(),
             concurrency: Arc::new(ConcurrencyLimits::new(limits.concurrent_executions)),
+            provisioned: Arc::default(),
         }
     }
 
@@ -187,9 +207,7 @@ impl FunctionService {
                 "Unqualified function name expected for CreateFunction: {raw_name}"
             )));
         }
-        if input.publish == Some(true) {
-            return Err(publishing_not_supported());
-        }
+        let publish = input.publish == Some(true);
         let zip = zip_bytes(input.code.as_ref())?;
         let package = check_package(&zip)?;
         let layer_arns = input.layers.clone().unwrap_or_default();
@@ -226,6 +244,10 @@ impl FunctionService {
             }
         }
         tracing::info!(function = %reference.name, code_sha256 = %package.code.sha256_base64, "function created");
+        drop(_guard);
+        if publish {
+            return self.publish_from(&record.latest, None, false).await;
+        }
         Ok(record.latest.configuration(&self.account))
     }
 
@@ -234,11 +256,11 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionWithCode, ServiceError> {
-        let (record, version) = self.resolve(name, qualifier).await?;
+        let resolved = self.resolve(name, qualifier).await?;
         Ok(FunctionWithCode {
-            configuration: version.configuration(&self.account),
-            code_sha256_hex: version.code.sha256_hex.clone(),
-            tags: record.tags,
+            configuration: self.configuration_as_named(&resolved),
+            code_sha256_hex: resolved.version.code.sha256_hex.clone(),
+            tags: resolved.record.tags,
         })
     }
 
@@ -247,8 +269,8 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<FunctionConfiguration, ServiceError> {
-        let (_, version) = self.resolve(name, qualifier).await?;
-        Ok(version.configuration(&self.account))
+        let resolved = self.resolve(name, qualifier).await?;
+        Ok(self.configuration_as_named(&resolved))
     }
 
     pub async fn list_functions(
@@ -300,9 +322,7 @@ impl FunctionService {
         if let Some(architectures) = &input.architectures {
             settings::check_architectures(architectures)?;
         }
-        if input.publish == Some(true) {
-            return Err(publishing_not_supported());
-        }
+        let publish = input.publish == Some(true);
         let zip = zip_bytes(Some(&input.code()))?;
         let package = check_package(&zip)?;
         let current = self.require_record(&reference.name).await?;
@@ -332,6 +352,10 @@ impl FunctionService {
             .await?;
         if outcome.is_ok() && old_digest != &package.code.sha256_hex {
             self.drop_blob_if_unreferenced(old_digest).await?;
+        }
+        drop(_guard);
+        if publish && outcome.is_ok() {
+            return self.publish_from(&next.latest, None, false).await;
         }
         outcome
     }
@@ -386,9 +410,7 @@ impl FunctionService {
                     "$LATEST version cannot be deleted without deleting the function.".to_owned(),
                 ));
             }
-            Some(other) => {
-                return Err(self.not_found(&reference.name, Some(other)));
-            }
+            Some(other) => return self.delete_version(&reference.name, other).await,
         }
         let _guard = self.code_lifecycle.lock().await;
         // The reservation goes with the function (the store drops its row in the same commit).
@@ -472,7 +494,10 @@ impl FunctionService {
                 code_size_unzipped: MAX_UNZIPPED_SIZE,
                 code_size_zipped: MAX_ZIPPED_SIZE,
                 concurrent_executions: self.limits.concurrent_executions,
-                unreserved_concurrent_executions: self.concurrency.unreserved(),
+                unreserved_concurrent_executions: self
+                    .concurrency
+                    .unreserved()
+                    .saturating_sub(self.provisioned_total().await?),
             },
             account_usage: AccountUsageShape {
                 total_code_size: usage.total_code_size,
@@ -498,35 +523,39 @@ impl FunctionService {
         name: &str,
         qualifier: Option<&str>,
     ) -> Result<(Arc<FunctionVersion>, String), ServiceError> {
+        resolve::check_query_qualifier(qualifier)?;
         let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
             .with_query_qualifier(qualifier)?;
         let invoked_arn = match reference.qualifier.as_deref() {
             Some(q) => self.account.qualified_function_arn(&reference.name, q),
             None => self.account.function_arn(&reference.name),
         };
-        if let Some(q) = reference.qualifier.as_deref()
-            && q != LATEST
-        {
-            return Err(self.not_found(&reference.name, Some(q)));
-        }
-        let cached = self
-            .invoke_cache
-            .read()
-            .ok()
-            .and_then(|cache| cache.get(&reference.name).cloned());
+        let qualifier = reference.qualifier.as_deref().unwrap_or(LATEST);
+        let cached = self.invoke_cache.read().ok().and_then(|cache| {
+            cache
+                .get(&reference.name)
+                .and_then(|targets| targets.get(qualifier))
+                .map(InvokeTarget::pick)
+        });
         if let Some(version) = cached {
             return Ok((version, invoked_arn));
         }
         let generation = self.cache_generation.load(Ordering::Acquire);
-        let record = self
-            .get_record(&reference.name)
-            .await?
-            .ok_or_else(|| self.not_found(&reference.name, reference.qualifier.as_deref()))?;
-        let version = Arc::new(record.latest);
+        let target = match self.load_target(&reference.name, qualifier).await {
+            // An unqualified name that does not exist is reported without a qualifier.
+            Err(ServiceError::ResourceNotFound(_)) if reference.qualifier.is_none() => {
+                return Err(self.not_found(&reference.name, None));
+            }
+            other => other?,
+        };
+        let version = target.pick();
         if let Ok(mut cache) = self.invoke_cache.write()
             && self.cache_generation.load(Ordering::Acquire) == generation
         {
-            cache.insert(reference.name.clone(), Arc::clone(&version));
+            cache
+                .entry(reference.name.clone())
+                .or_default()
+                .insert(qualifier.to_owned(), target);
         }
         Ok((version, invoked_arn))
     }
@@ -541,6 +570,12 @@ impl FunctionService {
         if let Ok(mut cache) = self.invoke_cache.write() {
             cache.remove(name);
         }
+        self.provisioned.notify_changed();
+    }
+
+    /// Provisioned concurrency configs and allocations, shared with the runtime.
+    pub fn provisioned(&self) -> &Arc<crate::provisioned::ProvisionedRegistry> {
+        &self.provisioned
     }
 
     async fn apply_tags(
@@ -589,20 +624,23 @@ impl FunctionService {
         &self,
         name: &str,
         qualifier: Option<&str>,
-    ) -> Result<(FunctionRecord, FunctionVersion), ServiceError> {
+    ) -> Result<resolve::Resolved, ServiceError> {
+        resolve::check_query_qualifier(qualifier)?;
         let reference = FunctionRef::parse(name, &self.account, RefUse::Read)?
             .with_query_qualifier(qualifier)?;
-        let record = self
-            .get_record(&reference.name)
-            .await?
-            .ok_or_else(|| self.not_found(&reference.name, reference.qualifier.as_deref()))?;
-        match reference.qualifier.as_deref() {
-            None | Some(LATEST) => {
-                let version = record.latest.clone();
-                Ok((record, version))
-            }
-            Some(other) => Err(self.not_found(&reference.name, Some(other))),
+        self.resolve_qualified(&reference.name, reference.qualifier.as_deref())
+            .await
+    }
+
+    /// A configuration as the caller named it: through an alias, it carries the alias ARN.
+    fn configuration_as_named(&self, resolved: &resolve::Resolved) -> FunctionConfiguration {
+        let mut configuration = resolved.version.configuration(&self.account);
+        if let Some(alias) = &resolved.alias {
+            configuration.function_arn = self
+                .account
+                .qualified_function_arn(&resolved.version.name, alias);
         }
+        configuration
     }
 
     async fn get_record(&self, name: &str) -> Result<Option<FunctionRecord>, ServiceError> {
@@ -743,12 +781,6 @@ fn stale_revision() -> ServiceError {
 
 fn already_exists(name: &str) -> ServiceError {
     ServiceError::ResourceConflict(format!("Function already exist: {name}"))
-}
-
-fn publishing_not_supported() -> ServiceError {
-    ServiceError::InvalidParameterValue(
-        "Publishing versions is not supported by Kappa yet; omit Publish.".to_owned(),
-    )
 }
 
 pub(super) fn new_revision_id() -> String {
