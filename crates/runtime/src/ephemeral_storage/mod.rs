@@ -12,7 +12,7 @@
 
 mod ready;
 mod stale;
-mod volume;
+pub mod volume;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -130,6 +130,11 @@ impl TmpStorage {
         } else {
             TmpKind::Directories
         }
+    }
+
+    /// How many volumes of `size_mib` are ready to be taken.
+    pub fn ready_count(&self, size_mib: u32) -> usize {
+        self.shared.ready_count(size_mib)
     }
 
     /// A fresh, empty `/tmp` of `size_mib` (`EphemeralStorage`): a ready volume if there is

@@ -93,6 +93,10 @@ impl Shared {
         state.ready.entry(volume.size_mib).or_default().push(volume);
     }
 
+    pub fn ready_count(&self, size_mib: u32) -> usize {
+        self.lock().ready.get(&size_mib).map_or(0, Vec::len)
+    }
+
     /// A ready volume of `size_mib`, if any; the worker is told to make up for it.
     pub fn take_ready(&self, size_mib: u32) -> Result<Option<Volume>, TmpError> {
         let mut state = self.lock();

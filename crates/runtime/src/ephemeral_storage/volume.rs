@@ -94,7 +94,8 @@ impl Formatter {
             })
     }
 
-    fn format(&self, image: &Path) -> Result<(), VolumeError> {
+    /// Format `image` (a file) as ext4 with the options the size rule assumes.
+    pub fn format(&self, image: &Path) -> Result<(), VolumeError> {
         let first = self.run(image, self.prezeroed.load(Ordering::Relaxed))?;
         let Err(failure) = first else {
             return Ok(());
