@@ -76,7 +76,13 @@ def hang(event):
     time.sleep(60)
 
 
-OPS = {"fill": fill, "describe": describe, "hang": hang}
+def mounts(event):
+    """Mount points of this sandbox's namespace below a path (copies of the host's mounts)."""
+    with open("/proc/self/mountinfo") as f:
+        return {"mounts": [line.split()[4] for line in f if line.split()[4].startswith(event["below"])]}
+
+
+OPS = {"fill": fill, "describe": describe, "hang": hang, "mounts": mounts}
 
 
 def handler(event, context):
@@ -243,6 +249,30 @@ def test_nothing_is_left_after_environments_end_and_the_server_stops(server_fact
     assert srv.stop(signal.SIGTERM) == 0, srv.log_text()[-3000:]
     h.wait_until(10, lambda: nothing_left(srv.data_dir), interval=0.1,
                  desc=f"nothing to be left after the stop ({leftovers(srv.data_dir)})")
+
+
+def test_a_volume_is_released_while_environments_started_before_it_live(server_factory, tmp_path):
+    """Every sandbox's mount namespace starts as a copy of the host's, ready volumes included;
+    removing the mount point on the host detaches those copies, so a volume's loop device goes
+    when its environment ends, not when the last environment that saw it mounted does."""
+    srv = server_factory(data_dir=tmp_path / "data")
+    client = srv.client()
+    older = make_probe(client, "tmp-older")
+    later = make_probe(client, "tmp-later")
+    ready_before = host_mounts(srv.data_dir)
+    older_seen = call(client, older, op="describe")
+    later_seen = call(client, later, op="describe")
+    image = backing_file(later_seen["device"])
+    assert image.removesuffix(".img") in ready_before, "the later environment should take a volume that was ready"
+    below = str(environments_dir(srv.data_dir))
+    assert image.removesuffix(".img") in call(client, older, op="mounts", below=below)["mounts"], \
+        "the older sandbox should hold a copy of the later one's volume"
+    # End the later environment (a new revision retires it), keep the older one.
+    client.update_function_configuration(FunctionName=later, Description="retire")
+    h.wait_until(15, lambda: volume_gone(srv.data_dir, image), interval=0.1,
+                 desc=f"the later environment's volume {image} to go ({leftovers(srv.data_dir)})")
+    assert image.removesuffix(".img") not in call(client, older, op="mounts", below=below)["mounts"]
+    assert call(client, older, op="describe")["stream"] == older_seen["stream"], "the older environment was replaced"
 
 
 def test_restart_after_sigkill_releases_the_previous_runs_volumes(server_factory, tmp_path):

@@ -106,7 +106,12 @@ impl Shared {
         if size_mib != DEFAULT_SIZE_MIB {
             state.other_sizes.insert(size_mib, Instant::now());
         }
-        let volume = state.ready.get_mut(&size_mib).and_then(Vec::pop);
+        // The oldest first.
+        let volume = state
+            .ready
+            .get_mut(&size_mib)
+            .filter(|list| !list.is_empty())
+            .map(|list| list.remove(0));
         drop(state);
         self.wake.notify_one();
         Ok(volume)

@@ -111,7 +111,7 @@ async fn an_ended_tmp_is_unmounted_detached_and_deleted() {
     let path = tmp.path().to_path_buf();
     let image = path.with_extension("img");
     std::fs::write(path.join("data"), b"x").unwrap();
-    assert!(image.exists());
+    assert_eq!(std::fs::metadata(&image).unwrap().mode() & 0o777, 0o600);
     let (mounts, _) = leftovers(&root);
     assert!(mounts.contains(&path), "{mounts:?}");
     drop(tmp);

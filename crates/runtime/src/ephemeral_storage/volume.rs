@@ -8,7 +8,7 @@
 //! within [`MAX_SLACK_MIB`] beyond it.
 
 use std::ffi::OsString;
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -205,7 +205,12 @@ impl Volume {
             path: self.image.clone(),
             source,
         };
-        std::fs::File::create_new(&self.image)
+        // Only root may read a function's /tmp through its image.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&self.image)
             .and_then(|file| file.set_len(image_mib(self.size_mib) * MIB))
             .map_err(image_error)?;
         formatter.format(&self.image)?;
