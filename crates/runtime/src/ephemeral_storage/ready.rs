@@ -15,8 +15,11 @@ pub const DEFAULT_SIZE_MIB: u32 = 512;
 const READY_DEFAULT: usize = 2;
 /// Volumes kept ready of another size taken lately.
 const READY_OTHER: usize = 1;
-/// A size other than the default stops being kept ready when not taken for this long.
+/// A size other than the default stops being kept ready when not taken for this long, and a
+/// burst's extra ready volumes are given up after this long without another miss.
 const OTHER_SIZE_TTL: Duration = Duration::from_secs(600);
+/// Each take that finds no ready volume of its size keeps one more ready, up to this many more.
+const MAX_BURST: usize = 6;
 /// After a volume could not be made in the background, wait this long before trying again.
 const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// The worker looks at expired sizes at least this often.
@@ -49,6 +52,8 @@ pub(super) struct State {
     pub(super) ready: HashMap<u32, Vec<Volume>>,
     /// Sizes other than the default, and when one was last taken.
     other_sizes: HashMap<u32, Instant>,
+    /// Per size: takes that found nothing ready lately, and when the last one did.
+    misses: HashMap<u32, (usize, Instant)>,
     doomed: Vec<Doomed>,
     retry_at: Option<Instant>,
     /// No more volumes are made; what is buried is destroyed by whoever buries it.
@@ -112,6 +117,10 @@ impl Shared {
             .get_mut(&size_mib)
             .filter(|list| !list.is_empty())
             .map(|list| list.remove(0));
+        if volume.is_none() {
+            let miss = state.misses.entry(size_mib).or_insert((0, Instant::now()));
+            *miss = ((miss.0 + 1).min(MAX_BURST), Instant::now());
+        }
         drop(state);
         self.wake.notify_one();
         Ok(volume)
@@ -164,7 +173,7 @@ impl Shared {
                 ready.into_iter().for_each(|v| Doomed::Volume(v).destroy());
                 return;
             }
-            let expired = expire_other_sizes(&mut state);
+            let expired = surplus(&mut state);
             if !expired.is_empty() {
                 drop(state);
                 expired
@@ -230,30 +239,73 @@ impl Shared {
     }
 }
 
+/// How many volumes of `size` to keep ready: two of the default size, one of another size
+/// taken lately, plus one per recent take that found none.
+fn target(state: &State, size: u32) -> usize {
+    let base = if size == DEFAULT_SIZE_MIB {
+        READY_DEFAULT
+    } else if state.other_sizes.contains_key(&size) {
+        READY_OTHER
+    } else {
+        0
+    };
+    base + state.misses.get(&size).map_or(0, |(misses, _)| *misses)
+}
+
 /// The size that has fewer ready volumes than its target, the default first.
 fn wanted_size(state: &State) -> Option<u32> {
     let count = |size: u32| state.ready.get(&size).map_or(0, Vec::len);
-    if count(DEFAULT_SIZE_MIB) < READY_DEFAULT {
-        return Some(DEFAULT_SIZE_MIB);
-    }
     let mut sizes: Vec<u32> = state.other_sizes.keys().copied().collect();
     sizes.sort_unstable();
-    sizes.into_iter().find(|&size| count(size) < READY_OTHER)
+    std::iter::once(DEFAULT_SIZE_MIB)
+        .chain(sizes)
+        .find(|&size| count(size) < target(state, size))
 }
 
-/// Forget sizes not taken for [`OTHER_SIZE_TTL`]; returns their ready volumes.
-fn expire_other_sizes(state: &mut State) -> Vec<Volume> {
+/// Forget sizes not taken, and bursts not repeated, for [`OTHER_SIZE_TTL`]; returns the ready
+/// volumes beyond the targets that remain.
+fn surplus(state: &mut State) -> Vec<Volume> {
     let now = Instant::now();
-    let expired: Vec<u32> = state
+    state
         .other_sizes
-        .iter()
-        .filter(|(_, last)| now.duration_since(**last) >= OTHER_SIZE_TTL)
-        .map(|(size, _)| *size)
-        .collect();
+        .retain(|_, last| now.duration_since(*last) < OTHER_SIZE_TTL);
+    state
+        .misses
+        .retain(|_, (_, last)| now.duration_since(*last) < OTHER_SIZE_TTL);
+    let mut sizes: Vec<u32> = state.ready.keys().copied().collect();
+    sizes.sort_unstable();
     let mut volumes = Vec::new();
-    for size in expired {
-        state.other_sizes.remove(&size);
-        volumes.extend(state.ready.remove(&size).unwrap_or_default());
+    for size in sizes {
+        let keep = target(state, size);
+        if let Some(list) = state.ready.get_mut(&size)
+            && list.len() > keep
+        {
+            volumes.extend(list.drain(keep..));
+        }
     }
+    state.ready.retain(|_, list| !list.is_empty());
     volumes
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_follow_the_sizes_taken_and_the_bursts() {
+        let mut state = State::default();
+        assert_eq!(target(&state, DEFAULT_SIZE_MIB), READY_DEFAULT);
+        assert_eq!(target(&state, 1024), 0);
+        assert_eq!(wanted_size(&state), Some(DEFAULT_SIZE_MIB));
+        state.other_sizes.insert(1024, Instant::now());
+        state.misses.insert(1024, (3, Instant::now()));
+        assert_eq!(target(&state, 1024), READY_OTHER + 3);
+        let long_ago = Instant::now().checked_sub(OTHER_SIZE_TTL + Duration::from_secs(1));
+        if let Some(long_ago) = long_ago {
+            state.other_sizes.insert(1024, long_ago);
+            state.misses.insert(1024, (3, long_ago));
+            assert!(surplus(&mut state).is_empty());
+            assert_eq!(target(&state, 1024), 0);
+        }
+    }
 }
