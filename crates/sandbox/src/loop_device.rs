@@ -26,7 +26,11 @@ const LO_FLAGS_AUTOCLEAR: u32 = 4;
 const LO_FLAGS_DIRECT_IO: u32 = 16;
 const LO_NAME_SIZE: usize = 64;
 /// Another process may take the free device between the two calls: try again this often.
-const ATTACH_ATTEMPTS: usize = 16;
+const ATTACH_ATTEMPTS: usize = 64;
+
+/// Attaches of this process, one at a time: threads racing for the same free device would
+/// otherwise make each other fail with EBUSY (a burst of cold starts makes volumes in parallel).
+static ATTACHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[derive(Debug, Error)]
 pub enum LoopError {
@@ -114,7 +118,14 @@ pub fn attach(image: &Path, options: AttachOptions) -> Result<PathBuf, LoopError
     }
     let mut last = Errno::EBUSY;
     let mut device_path = PathBuf::new();
-    for _ in 0..ATTACH_ATTEMPTS {
+    let _one_at_a_time = ATTACHING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    for attempt in 0..ATTACH_ATTEMPTS {
+        if attempt > 0 {
+            // Another process got there first: let it finish.
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1; the
         // descriptor is an open /dev/loop-control.
         let number =
@@ -354,5 +365,42 @@ mod tests {
         );
         // Detaching a free device is not an error.
         detach(&device).unwrap();
+    }
+
+    #[test]
+    fn many_threads_attach_at_once() {
+        if !nix::unistd::geteuid().is_root() || !available() {
+            eprintln!("skipped: needs root and /dev/loop-control");
+            return;
+        }
+        const THREADS: usize = 96;
+        let dir = tempfile::tempdir().unwrap();
+        let start = std::sync::Arc::new(std::sync::Barrier::new(THREADS));
+        let threads: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let image = dir.path().join(format!("{i}.img"));
+                std::fs::File::create(&image)
+                    .unwrap()
+                    .set_len(1 << 20)
+                    .unwrap();
+                let start = std::sync::Arc::clone(&start);
+                std::thread::spawn(move || {
+                    start.wait();
+                    attach(
+                        &image,
+                        AttachOptions {
+                            autoclear: false,
+                            direct_io: true,
+                        },
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        for device in results.iter().flatten() {
+            detach(device).unwrap();
+        }
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "{failed:?}");
     }
 }
