@@ -10,14 +10,14 @@ use std::time::{Duration, Instant};
 
 use kappa_core::function::FunctionVersion;
 use kappa_sandbox::{
-    Bind, EnvironmentCgroup, EnvironmentLimits, Isolation, RUNTIME_API_ADDRESS, SANDBOX_GID,
-    SANDBOX_UID, SandboxSpec,
+    Bind, EnvironmentCgroup, EnvironmentLimits, Isolation, RUNTIME_API_ADDRESS, SandboxSpec,
 };
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::json;
 use tokio::sync::watch;
 
+use crate::ephemeral_storage::{EnvironmentTmp, TmpStorage, error_chain};
 use crate::launch::{self, Interpreters, Layout};
 use crate::log_capture::{LogCapture, now_ms};
 use crate::log_writer::LogWriter;
@@ -32,8 +32,8 @@ const OPEN_FILES_LIMIT: u64 = 1024;
 pub struct EnvironmentSettings {
     /// Starts sandboxes (`kappa __sandbox-init`), keeping a few prepared ahead of need.
     pub sandboxes: Arc<SandboxLauncher>,
-    /// Where environments keep their `/tmp` (one directory each).
-    pub environments_dir: PathBuf,
+    /// Every environment's `/tmp`: volumes capped at `EphemeralStorage`, or directories.
+    pub tmp_storage: TmpStorage,
     /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
     pub runtime_dir: PathBuf,
     /// An empty directory shown at `/opt` for functions without layers.
@@ -67,11 +67,10 @@ pub struct ExecutionEnvironment {
     logs: LogCapture,
     pid: Pid,
     exit: watch::Receiver<Exit>,
-    tmp_dir: PathBuf,
+    /// `None` once handed over for the environment that replaces this one after a reset.
+    tmp: Option<EnvironmentTmp>,
     /// The environment's cgroup: memory and pids limits, peak memory, OOM kills.
     cgroup: Option<Arc<EnvironmentCgroup>>,
-    /// Set when the directory outlives the environment (a reset hands it to the next one).
-    keep_tmp: bool,
     /// Highest peak memory seen, so a runtime that died still has a figure.
     peak_memory_mb: u64,
     /// Init duration, reported on the first invocation only.
@@ -132,7 +131,7 @@ impl ExecutionEnvironment {
         settings: &EnvironmentSettings,
         writer: &LogWriter,
         request_id: &str,
-        reused_tmp: Option<PathBuf>,
+        reused_tmp: Option<EnvironmentTmp>,
         initialization: Initialization,
     ) -> Result<Self, StartFailure> {
         let ExtractedFiles { code_dir, opt_dir } = files;
@@ -222,24 +221,23 @@ impl ExecutionEnvironment {
         } else {
             api.address.to_string()
         };
-        // A reset keeps /tmp: a replacement environment takes over its predecessor's.
-        let tmp_dir = reused_tmp.unwrap_or_else(|| settings.environments_dir.join(&id));
-        let created = std::fs::create_dir_all(&tmp_dir).and_then(|()| {
-            if binds {
-                std::os::unix::fs::chown(&tmp_dir, Some(SANDBOX_UID), Some(SANDBOX_GID))
-            } else {
-                Ok(())
-            }
-        });
-        if let Err(err) = created {
-            return Err(fail(
-                "Runtime.Unknown",
-                format!("creating /tmp: {err}"),
-                &logs,
-            ));
-        }
-        // Removed again if the environment never starts; handed to the environment otherwise.
-        let tmp_guard = TmpDirGuard(Some(tmp_dir.clone()));
+        // A reset keeps /tmp: a replacement environment takes over its predecessor's. Deleted
+        // when dropped, so a start that fails leaves nothing behind.
+        let tmp = match reused_tmp {
+            Some(tmp) => tmp,
+            None => match settings
+                .tmp_storage
+                .take(version.settings.ephemeral_storage)
+                .await
+            {
+                Ok(tmp) => tmp,
+                Err(err) => {
+                    let message = format!("creating /tmp: {}", error_chain(&err));
+                    return Err(fail("Runtime.Unknown", message, &logs));
+                }
+            },
+        };
+        let tmp_dir = tmp.path().to_path_buf();
         let interpreter_dir = argv
             .first()
             .and_then(|p| std::path::Path::new(p).parent())
@@ -341,16 +339,14 @@ impl ExecutionEnvironment {
             exit_tx.send_replace(Exit::Exited(code, signal));
         });
 
-        tmp_guard.disarm();
         let mut environment = Self {
             id,
             api,
             logs,
             pid,
             exit,
-            tmp_dir,
+            tmp: Some(tmp),
             cgroup,
-            keep_tmp: false,
             peak_memory_mb: 0,
             pending_init: None,
             memory_size: version.settings.memory_size,
@@ -550,9 +546,8 @@ impl ExecutionEnvironment {
     }
 
     /// End this environment but keep its `/tmp` for the one that replaces it.
-    pub fn into_preserved_tmp(mut self) -> PathBuf {
-        self.keep_tmp = true;
-        self.tmp_dir.clone()
+    pub fn into_preserved_tmp(mut self) -> Option<EnvironmentTmp> {
+        self.tmp.take()
     }
 
     pub fn is_alive(&self) -> bool {
@@ -593,24 +588,6 @@ impl ExecutionEnvironment {
             }
         }
         self.pending_init = None;
-    }
-}
-
-/// Deletes an environment's `/tmp` directory unless disarmed: a start that fails before the
-/// environment exists leaves nothing behind.
-struct TmpDirGuard(Option<PathBuf>);
-
-impl TmpDirGuard {
-    fn disarm(mut self) {
-        self.0 = None;
-    }
-}
-
-impl Drop for TmpDirGuard {
-    fn drop(&mut self) {
-        if let Some(dir) = self.0.take() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
     }
 }
 
@@ -662,9 +639,7 @@ impl Drop for ExecutionEnvironment {
         if self.is_alive() {
             self.kill();
         }
-        if !self.keep_tmp {
-            let _ = std::fs::remove_dir_all(&self.tmp_dir);
-        }
+        // Then `tmp`, unless handed over, is deleted in the background.
     }
 }
 

@@ -18,6 +18,7 @@ use crate::code_cache::{CodeCache, clean_partial_extractions};
 use crate::environment::{
     EnvironmentSettings, ExecutionEnvironment, ExtractedFiles, Initialization,
 };
+use crate::ephemeral_storage::{TmpOwner, TmpSettings, TmpStorage};
 use crate::launch::Interpreters;
 use crate::log_writer::LogWriter;
 use crate::pool::{EnvironmentPool, VersionKey};
@@ -77,12 +78,11 @@ impl FunctionRuntime {
     ) -> std::io::Result<Arc<Self>> {
         let code_root = settings.data_dir.join("code");
         clean_partial_extractions(&code_root)?;
-        let environments_dir = settings.data_dir.join("environments");
-        if environments_dir.exists() {
-            // `/tmp`s of environments of an earlier run: nothing survives a restart.
-            std::fs::remove_dir_all(&environments_dir)?;
-        }
-        std::fs::create_dir_all(&environments_dir)?;
+        // `/tmp`s of environments of an earlier run: nothing survives a restart.
+        let tmp_storage = TmpStorage::open(
+            &settings.data_dir.join("environments"),
+            tmp_settings(settings.isolation),
+        )?;
         let runtime_dir = crate::bootstraps::install(&settings.data_dir.join("runtime"))?;
         let empty_opt_dir = settings.data_dir.join("empty-opt");
         std::fs::create_dir_all(&empty_opt_dir)?;
@@ -99,7 +99,7 @@ impl FunctionRuntime {
                     settings.init_timeout,
                     settings.sandbox_pool_size,
                 ),
-                environments_dir,
+                tmp_storage,
                 runtime_dir,
                 empty_opt_dir,
                 region: settings.region,
@@ -137,6 +137,9 @@ impl FunctionRuntime {
         for shutdown in shutdowns {
             shutdown.await;
         }
+        // `/tmp`s kept for resets go too.
+        self.pool.evict_reset_tmp(Duration::ZERO, |_| false);
+        self.environments.tmp_storage.shut_down().await;
         self.environments.sandboxes.remove_cgroups().await;
         self.writer.flush().await;
     }
@@ -271,8 +274,9 @@ impl FunctionRuntime {
                 self.pool.provisioned_gone(&key);
             }
             // A reset: the environment goes, its /tmp stays for the replacement (as on Lambda).
-            let tmp = environment.into_preserved_tmp();
-            self.pool.put_reset_tmp(key, tmp);
+            if let Some(tmp) = environment.into_preserved_tmp() {
+                self.pool.put_reset_tmp(key, tmp);
+            }
         }
         drop(slot);
         Ok(respond(result.payload, result.failed, &result.log))
@@ -301,6 +305,20 @@ impl Invoker for FunctionRuntime {
             )),
             InvocationType::RequestResponse => self.run(request, version, invoked_arn).await,
         }
+    }
+}
+
+/// Volumes need the sandbox's mount namespace (unsafe-none shows the directory itself).
+fn tmp_settings(isolation: Isolation) -> TmpSettings {
+    match isolation {
+        Isolation::MountNamespace => TmpSettings {
+            volumes: true,
+            owner: Some(TmpOwner::RUNTIME_USER),
+        },
+        Isolation::UnsafeNone => TmpSettings {
+            volumes: false,
+            owner: None,
+        },
     }
 }
 

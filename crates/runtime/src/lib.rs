@@ -9,6 +9,7 @@ mod async_invoke;
 mod bootstraps;
 mod code_cache;
 mod environment;
+pub mod ephemeral_storage;
 mod invoker;
 mod launch;
 mod log_capture;

@@ -2,11 +2,11 @@
 //! taken: `kappa_core::concurrency`.)
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::environment::ExecutionEnvironment;
+use crate::ephemeral_storage::EnvironmentTmp;
 
 /// Identifies one runnable configuration: a function version at one revision. When `$LATEST`
 /// changes, its revision changes and old environments stop being used.
@@ -20,8 +20,8 @@ pub struct VersionKey {
 #[derive(Debug)]
 pub struct EnvironmentPool {
     idle: Mutex<HashMap<VersionKey, Vec<ExecutionEnvironment>>>,
-    /// `/tmp` directories of environments that were reset, waiting for their replacement.
-    reset_tmp: Mutex<HashMap<VersionKey, Vec<(PathBuf, Instant)>>>,
+    /// `/tmp`s of environments that were reset, waiting for their replacement.
+    reset_tmp: Mutex<HashMap<VersionKey, Vec<(EnvironmentTmp, Instant)>>>,
     /// Live provisioned environments per version, idle or busy.
     provisioned: Mutex<HashMap<VersionKey, usize>>,
 }
@@ -111,13 +111,13 @@ impl EnvironmentPool {
 
 impl EnvironmentPool {
     /// Keep the `/tmp` of a reset environment for the next environment of `key`.
-    pub fn put_reset_tmp(&self, key: VersionKey, dir: PathBuf) {
+    pub fn put_reset_tmp(&self, key: VersionKey, dir: EnvironmentTmp) {
         if let Ok(mut reset) = self.reset_tmp.lock() {
             reset.entry(key).or_default().push((dir, Instant::now()));
         }
     }
 
-    pub fn take_reset_tmp(&self, key: &VersionKey) -> Option<PathBuf> {
+    pub fn take_reset_tmp(&self, key: &VersionKey) -> Option<EnvironmentTmp> {
         let mut reset = self.reset_tmp.lock().ok()?;
         let list = reset.get_mut(key)?;
         let (dir, _) = list.pop()?;
@@ -135,13 +135,8 @@ impl EnvironmentPool {
         };
         for (key, list) in reset.iter_mut() {
             let current = is_current(key);
-            list.retain(|(dir, since)| {
-                let keep = current && now.duration_since(*since) < keep_alive;
-                if !keep {
-                    let _ = std::fs::remove_dir_all(dir);
-                }
-                keep
-            });
+            // A dropped `/tmp` is deleted.
+            list.retain(|(_, since)| current && now.duration_since(*since) < keep_alive);
         }
         reset.retain(|_, list| !list.is_empty());
     }

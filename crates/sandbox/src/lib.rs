@@ -34,5 +34,6 @@ pub use cgroup::{
     MEMORY_MB_PER_VCPU, MIN_CPU_MILLIS, StaleCleanup, StaleScope, cleanup_stale, join_cgroup,
 };
 
+pub mod loop_device;
 mod seccomp;
 pub use seccomp::{SeccompError, SyscallFilter, install_seccomp};

@@ -442,6 +442,10 @@ fn v1_freeze_and_thaw_write_the_freezer_state() {
     assert_eq!(get(&dir.path().join("freezer.state")), "FROZEN");
     v1::thaw(dir.path()).unwrap();
     assert_eq!(get(&dir.path().join("freezer.state")), "THAWED");
+    // A group below, frozen by itself, is thawed too.
+    put(&dir.path().join("env/freezer.state"), "FROZEN\n");
+    v1::thaw(dir.path()).unwrap();
+    assert_eq!(get(&dir.path().join("env/freezer.state")), "THAWED");
 }
 
 #[test]

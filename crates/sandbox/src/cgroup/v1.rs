@@ -127,6 +127,13 @@ pub(super) fn freeze(freezer: &Path) -> Result<bool, CgroupError> {
     Ok(true)
 }
 
+/// Thaw the group at `freezer` and every group below it: a group frozen by itself stays frozen
+/// when only its parent is thawed (a server killed while an environment's group was frozen for
+/// its teardown leaves it so).
 pub(super) fn thaw(freezer: &Path) -> Result<(), CgroupError> {
-    fs::write(&freezer.join("freezer.state"), "THAWED")
+    fs::write(&freezer.join("freezer.state"), "THAWED")?;
+    for child in fs::child_groups(freezer)? {
+        thaw(&child)?;
+    }
+    Ok(())
 }
