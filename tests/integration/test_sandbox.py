@@ -743,6 +743,9 @@ def test_sigkill_of_the_server_ends_its_environments(server_factory, tmp_path):
     srv.kill()
     h.wait_until(5, lambda: not h.surviving(processes) and not h.processes_with(token),
                  desc=f"the environment's processes {sorted(processes)} to be gone")
+    # What only a restart releases (the killed run's /tmp volumes and cgroups) goes now.
+    srv.start()
+    assert srv.stop(signal.SIGTERM) == 0
 
 
 def test_restart_after_sigkill_removes_the_previous_runs_cgroups(server_factory, tmp_path):

@@ -112,10 +112,11 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     }
     let isolated = base.isolation == Isolation::MountNamespace;
     if isolated {
-        let mut namespaces = CloneFlags::CLONE_NEWNS
-            | CloneFlags::CLONE_NEWUTS
-            | CloneFlags::CLONE_NEWIPC
-            | CloneFlags::CLONE_NEWPID;
+        // The mount namespace waits for the spec: it starts as a copy of the host's mounts at
+        // that moment, and the environment's `/tmp` volume may be mounted after this process
+        // was prepared.
+        let mut namespaces =
+            CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
         if base.network == SandboxNetwork::Isolated {
             namespaces |= CloneFlags::CLONE_NEWNET;
         }
@@ -134,6 +135,7 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     nix::unistd::dup2_stdin(&null).map_err(SandboxError::Stdin)?;
     drop(null);
     if isolated {
+        unshare(CloneFlags::CLONE_NEWNS).map_err(SandboxError::Unshare)?;
         nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
         build_mounts(&spec)?;
         // The runtime is started by the namespace's own init, which never returns here.
