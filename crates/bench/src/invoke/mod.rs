@@ -1,11 +1,20 @@
 //! `kappa-bench invoke`: the same functions invoked on Kappa and on the AWS Lambda Runtime
 //! Interface Emulator (RIE), warm and cold, one sequential client, side by side.
 
+mod breakdown;
+mod capacity;
+mod capacity_table;
+mod concurrent;
+mod density;
 mod emulator;
 mod kappa;
 mod measure;
+mod memory;
 mod package;
+mod report_line;
+mod scale;
 mod table;
+mod throughput;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +81,8 @@ pub struct InvokeArgs {
     /// Markdown file whose invoke section is replaced (or appended) with the results
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub capacity: capacity::CapacityArgs,
 }
 
 /// One function's code, packaged once and given to both sides.
@@ -144,7 +155,22 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         });
     }
 
-    let section = section(&comparisons, &functions, workload, &args.notes);
+    let capacities = capacity::measure(
+        &kappa_bin,
+        &rie_bin,
+        scratch.path(),
+        &functions,
+        args.capacity,
+        workload.cold,
+    )
+    .await?;
+
+    let section = format!(
+        "{}\n{}\n{}",
+        section(&comparisons, &functions, workload, &args.notes),
+        capacity::description(args.capacity, workload.cold),
+        capacity_table::capacity_table(&comparisons, &capacities),
+    );
     println!("{section}");
     if let Some(path) = args.output {
         report::write_section(&path, SECTION_HEADING, &section)?;
