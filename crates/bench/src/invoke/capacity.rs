@@ -177,19 +177,25 @@ pub fn description(args: CapacityArgs, cold_rounds: usize) -> String {
          first sent to the last answered. Every answer is checked, and the ones whose log tail \
          has `Init Duration` are counted as new environments. RIE cannot run more than one \
          environment.\n\
-         - Cold start in parts: the cold starts above again ({cold} of them, 128 MB, one at a \
-         time), split by the `Init Duration` of the `REPORT` line Kappa returns in the log tail: \
-         the runtime's init inside the sandbox (from the runtime's start to its first \
-         `/next`). The remainder, first-invoke latency minus init, is the invoke's way in and \
-         out, taking a prepared sandbox and setting it up for the function, and the first \
-         response. p50 of each part, taken separately.\n\
+         - Cold start in parts: {cold} more cold starts made as above (a new function of 128 MB, \
+         its description changed before each first invoke, one at a time), split by the `Init Duration` of the `REPORT` line Kappa returns in the log tail. Kappa \
+         counts it from the start of the environment (taking a prepared sandbox from the pool, \
+         handing it the function, starting the runtime) to the runtime's first `/next`: the \
+         rest of the sandbox's setup and the runtime's init. The remainder, first-invoke \
+         latency minus init, is everything else: the request's way in and out, sending the \
+         event to the runtime, its handling of it and the response. Spawning the pooled \
+         sandbox, its cgroup and namespaces happened ahead of time and is in neither part. \
+         p50 of each part, taken separately.\n\
          - Idle environment memory: {density} concurrent invocations that each sleep \
          {sleep_ms} ms start {density} environments on a fresh server; 2 s after the last \
          answer, the growth of the environments' cgroup memory (`memory.usage_in_bytes` on \
          cgroup v1, `memory.current` on v2: resident memory, page cache and kernel memory \
          charged to the environment), of their processes' resident sets (VmRSS, shared pages \
-         counted in each), and of the server's resident set, each divided by {density}. Host \
-         memory per environment is cgroup memory plus the server's share; the number that fit \
+         counted in each), and of the server's resident set, each divided by {density}. The \
+         cgroup charges each page once, to the group that first touched it, so pages already \
+         resident (the shared libraries, the `kappa` binary that `__sandbox-init` runs) are not \
+         counted again; VmRSS counts them in every process, so it overstates. Host memory per \
+         environment is cgroup memory plus the server's share; the number that fit \
          is the memory available before (MemAvailable) divided by it. RIE: VmRSS of its runtime \
          process(es) and of the emulator itself, 2 s after one invocation; one emulator runs \
          one environment, so its host memory per environment is both.\n",

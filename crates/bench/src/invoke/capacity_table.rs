@@ -87,9 +87,12 @@ fn rows(comparison: &Comparison, capacity: &Capacity) -> Vec<Row> {
     let breakdown = &capacity.breakdown;
     for (name, samples) in [
         ("first invoke", &breakdown.first_invoke),
-        ("`Init Duration` (runtime init)", &breakdown.init),
         (
-            "remainder (sandbox, invoke, first response)",
+            "`Init Duration` (sandbox handover, runtime init)",
+            &breakdown.init,
+        ),
+        (
+            "remainder (request, event, first response)",
             &breakdown.remainder,
         ),
     ] {
@@ -234,8 +237,8 @@ mod tests {
             "| Rust echo | scale-up: 100 concurrent first invokes, all answered (ms) | 150.000 | – | – |",
             "| Rust echo | scale-up: answers from a new environment | 100 of 100 | – | – |",
             "| Rust echo | cold start p50, 3 samples: first invoke (ms) | 12.000 | – | – |",
-            "| Rust echo | cold start p50, 3 samples: `Init Duration` (runtime init) (ms) | 5.000 | – | – |",
-            "| Rust echo | cold start p50, 3 samples: remainder (sandbox, invoke, first response) (ms) | 7.000 | – | – |",
+            "| Rust echo | cold start p50, 3 samples: `Init Duration` (sandbox handover, runtime init) (ms) | 5.000 | – | – |",
+            "| Rust echo | cold start p50, 3 samples: remainder (request, event, first response) (ms) | 7.000 | – | – |",
             "| Rust echo | idle environment (50 started): cgroup memory (MiB) | 10.0 | – | – |",
             "| Rust echo | idle environment: its processes' RSS (MiB; RIE: the runtime's) | 8.0 | 4.0 | 2.00× |",
             "| Rust echo | idle environment: server RSS growth (MiB; RIE: the emulator's RSS) | 2.0 | 8.0 | – |",

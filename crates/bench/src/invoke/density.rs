@@ -153,7 +153,7 @@ pub struct EmulatorMemory {
 }
 
 /// Start the emulator for `function` (extracted under `scratch`), invoke it once and read the
-/// resident sets of its process group once the runtime is idle.
+/// resident sets of it and the processes below it once the runtime is idle.
 pub async fn emulator(
     binary: &Path,
     scratch: &Path,
@@ -179,13 +179,12 @@ pub async fn emulator(
     let proc_root = Path::new(memory::PROC_ROOT);
     let pid = i32::try_from(process.pid()).context("the emulator's process id")?;
     let emulator_bytes = memory::process_rss(proc_root, pid).context("the emulator's RSS")?;
-    let runtime_bytes = memory::group_members(proc_root, pid)
+    let runtime_bytes = memory::descendants(proc_root, pid)
         .into_iter()
-        .filter(|member| *member != pid)
         .filter_map(|member| memory::process_rss(proc_root, member))
         .sum();
     if runtime_bytes == 0 {
-        bail!("found no runtime process in the emulator's process group");
+        bail!("found no runtime process below the emulator");
     }
     Ok(EmulatorMemory {
         emulator_bytes,

@@ -126,30 +126,40 @@ pub fn available(proc_root: &Path) -> Option<u64> {
     mem_available_bytes(&std::fs::read_to_string(proc_root.join("meminfo")).ok()?)
 }
 
-/// The process group of a `/proc/<pid>/stat` line (the field after the state, which follows
-/// the parenthesised command name that may itself hold spaces and parentheses).
-pub fn process_group(stat: &str) -> Option<i32> {
+/// The parent of a `/proc/<pid>/stat` line (the field after the state, which follows the
+/// parenthesised command name that may itself hold spaces and parentheses).
+pub fn parent_pid(stat: &str) -> Option<i32> {
     let (_, rest) = stat.rsplit_once(')')?;
     let mut fields = rest.split_whitespace();
     let _state = fields.next()?;
-    let _parent = fields.next()?;
     fields.next()?.parse().ok()
 }
 
-/// The processes of process group `group`.
-pub fn group_members(proc_root: &Path, group: i32) -> Vec<i32> {
+/// Every process below `ancestor` (children, their children, …).
+pub fn descendants(proc_root: &Path, ancestor: i32) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir(proc_root) else {
         return Vec::new();
     };
-    entries
+    let parents: Vec<(i32, i32)> = entries
         .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))
-                .ok()
-                .and_then(|stat| process_group(&stat))
-                == Some(group)
+        .filter_map(|pid| {
+            let stat =
+                std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")).ok()?;
+            Some((pid, parent_pid(&stat)?))
         })
-        .collect()
+        .collect();
+    let mut found = vec![ancestor];
+    let mut next = 0;
+    while let Some(&parent) = found.get(next) {
+        found.extend(
+            parents
+                .iter()
+                .filter(|(_, of)| *of == parent)
+                .map(|(pid, _)| *pid),
+        );
+        next += 1;
+    }
+    found.split_off(1)
 }
 
 /// Bytes as MiB.
@@ -178,10 +188,25 @@ mod tests {
     }
 
     #[test]
-    fn the_process_group_follows_the_command_name() {
+    fn the_parent_follows_the_command_name() {
         let stat = "4242 (python3 (x) y) S 4200 4100 4100 0 -1 4194560 300";
-        assert_eq!(process_group(stat), Some(4100));
-        assert_eq!(process_group("4242 (sh) S"), None);
+        assert_eq!(parent_pid(stat), Some(4200));
+        assert_eq!(parent_pid("4242 (sh) S"), None);
+    }
+
+    #[test]
+    fn descendants_are_found_through_their_parents() {
+        let proc_root = tempfile::tempdir().unwrap();
+        for (pid, parent) in [(10, 1), (11, 10), (12, 11), (13, 1), (14, 10)] {
+            put(
+                &proc_root.path().join(format!("{pid}/stat")),
+                &format!("{pid} (x) S {parent} {pid} {pid} 0"),
+            );
+        }
+        let mut below = descendants(proc_root.path(), 10);
+        below.sort_unstable();
+        assert_eq!(below, [11, 12, 14]);
+        assert!(descendants(proc_root.path(), 12).is_empty());
     }
 
     #[test]
