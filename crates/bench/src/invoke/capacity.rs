@@ -12,7 +12,7 @@ use super::BenchFunction;
 use super::breakdown::{self, ColdBreakdown};
 use super::density::{self, EmulatorMemory, KappaDensity};
 use super::scale::{self, ScaleUp};
-use super::throughput::{self, Throughput};
+use super::throughput::{self, Throughputs};
 use crate::api_connection::ApiConnection;
 use crate::server_process::KappaServer;
 
@@ -41,7 +41,7 @@ pub struct CapacityArgs {
 /// One function's capacity figures.
 #[derive(Debug, Clone)]
 pub struct Capacity {
-    pub throughput: Throughput,
+    pub throughput: Throughputs,
     pub scale_up: ScaleUp,
     pub breakdown: ColdBreakdown,
     pub density: KappaDensity,
@@ -130,14 +130,14 @@ async fn kappa_figures(
     function: &BenchFunction,
     args: CapacityArgs,
     cold_rounds: usize,
-) -> Result<(Throughput, ScaleUp, ColdBreakdown)> {
+) -> Result<(Throughputs, ScaleUp, ColdBreakdown)> {
     eprintln!(
         "kappa-bench: {} cold starts of {} in parts",
         cold_rounds, function.name
     );
     let breakdown = breakdown::measure(connection, function, cold_rounds).await?;
     eprintln!(
-        "kappa-bench: {} clients of {} for {} s",
+        "kappa-bench: 1 then {} clients of {} for {} s each",
         args.throughput_clients, function.name, args.throughput_secs
     );
     let throughput = throughput::measure(
@@ -165,13 +165,12 @@ pub fn description(args: CapacityArgs, cold_rounds: usize) -> String {
          vCPU on Lambda, so Kappa's CPU quota in proportion to memory is one full CPU and does \
          not limit them). The benchmark's client runs on one thread of the same 2-core machine, \
          so it competes with the server and the functions for CPU.\n\n\
-         - Warm invokes/s, 1 client: the warm-invoke loop above (each answer checked), as a \
-         rate. RIE serves one invocation at a time, so this serial rate is its throughput.\n\
-         - Warm invokes/s, {clients} clients: bursts of {clients} concurrent invokes until \
-         {clients} environments have started (counted by `Init Duration` in the log tails), 1 s \
-         unmeasured, then {secs} s of {clients} clients each sending invocations back to back \
-         over its own keep-alive connection, every answer checked. The ratio is to RIE's \
-         serial rate.\n\
+         - Warm invokes/s: bursts of {clients} concurrent invokes until {clients} environments \
+         have started (counted by `Init Duration` in the log tails), 1 s unmeasured from \
+         {clients} clients, then {secs} s of one client, then {secs} s of {clients} clients, each \
+         sending invocations back to back over its own keep-alive connection, every answer \
+         checked. RIE serves one invocation at a time: its rate is that of its warm-invoke loop \
+         above (one client, as a rate), and both Kappa rows are compared with it.\n\
          - Scale-up: {scale} invocations of a new function sent at the same moment over \
          {scale} connections opened beforehand; latency of each, and the wall time from the \
          first sent to the last answered. Every answer is checked, and the ones whose log tail \

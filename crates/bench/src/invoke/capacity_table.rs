@@ -43,27 +43,23 @@ pub fn capacity_table(comparisons: &[Comparison], capacities: &[Capacity]) -> St
 
 fn rows(comparison: &Comparison, capacity: &Capacity) -> Vec<Row> {
     let mut rows = Vec::new();
-    let kappa_serial = LatencySummary::of(&comparison.kappa.warm).map(|s| s.ops_per_sec);
     let emulator_serial = LatencySummary::of(&comparison.emulator.warm).map(|s| s.ops_per_sec);
-    if let (Some(kappa), Some(emulator)) = (kappa_serial, emulator_serial) {
+    for throughput in [&capacity.throughput.serial, &capacity.throughput.concurrent] {
+        let rate = throughput.per_second();
+        let clients = match throughput.clients {
+            1 => "1 client".to_owned(),
+            n => format!("{n} clients"),
+        };
         rows.push(Row {
-            figure: "warm invokes/s, 1 client".to_owned(),
-            kappa: format!("{kappa:.0}"),
-            emulator: Some(format!("{emulator:.0}")),
-            ratio: Some(kappa / emulator),
+            figure: format!(
+                "warm invokes/s, {clients} ({} requests; RIE: 1 client)",
+                throughput.requests
+            ),
+            kappa: format!("{rate:.0}"),
+            emulator: emulator_serial.map(|rate| format!("{rate:.0}")),
+            ratio: emulator_serial.map(|serial| rate / serial),
         });
     }
-    let throughput = &capacity.throughput;
-    let rate = throughput.per_second();
-    rows.push(Row {
-        figure: format!(
-            "warm invokes/s, {} clients ({} requests; RIE: 1 client)",
-            throughput.clients, throughput.requests
-        ),
-        kappa: format!("{rate:.0}"),
-        emulator: emulator_serial.map(|rate| format!("{rate:.0}")),
-        ratio: emulator_serial.map(|serial| rate / serial),
-    });
 
     let scale = &capacity.scale_up;
     let count = scale.latencies.latencies.len();
@@ -171,7 +167,7 @@ mod tests {
     use crate::invoke::measure::{Measurements, cold_samples};
     use crate::invoke::memory::GroupsMemory;
     use crate::invoke::scale::ScaleUp;
-    use crate::invoke::throughput::Throughput;
+    use crate::invoke::throughput::{Throughput, Throughputs};
 
     const MIB: u64 = 1024 * 1024;
 
@@ -191,11 +187,19 @@ mod tests {
         let mut scale = cold_samples("scale-up", (1..=100).map(ms).collect());
         scale.loop_time = ms(150);
         Capacity {
-            throughput: Throughput {
-                clients: 8,
-                environments: 8,
-                requests: 40_000,
-                elapsed: Duration::from_secs(5),
+            throughput: Throughputs {
+                serial: Throughput {
+                    clients: 1,
+                    environments: 8,
+                    requests: 15_000,
+                    elapsed: Duration::from_secs(5),
+                },
+                concurrent: Throughput {
+                    clients: 8,
+                    environments: 8,
+                    requests: 40_000,
+                    elapsed: Duration::from_secs(5),
+                },
             },
             scale_up: ScaleUp {
                 latencies: scale,
@@ -230,7 +234,7 @@ mod tests {
             &[capacity()],
         );
         for row in [
-            "| Rust echo | warm invokes/s, 1 client | 4000 | 2000 | 2.00× |",
+            "| Rust echo | warm invokes/s, 1 client (15000 requests; RIE: 1 client) | 3000 | 2000 | 1.50× |",
             "| Rust echo | warm invokes/s, 8 clients (40000 requests; RIE: 1 client) | 8000 | 2000 | 4.00× |",
             "| Rust echo | scale-up: 100 concurrent first invokes, p50 (ms) | 50.000 | – | – |",
             "| Rust echo | scale-up: 100 concurrent first invokes, max (ms) | 100.000 | – | – |",

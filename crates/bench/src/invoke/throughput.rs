@@ -41,15 +41,22 @@ impl Throughput {
     }
 }
 
-/// Create `function` again as `<name>-throughput` (1 vCPU), start `clients` environments and
-/// measure `clients` clients for `duration`.
+/// The same function's environments driven by one client, then by several.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Throughputs {
+    pub serial: Throughput,
+    pub concurrent: Throughput,
+}
+
+/// Create `function` again as `<name>-throughput` (1 vCPU), start `clients` environments, then
+/// measure one client, then `clients` clients, for `duration` each.
 pub async fn measure(
     address: SocketAddr,
     connection: &mut ApiConnection,
     function: &BenchFunction,
     clients: usize,
     duration: Duration,
-) -> Result<Throughput> {
+) -> Result<Throughputs> {
     let name = format!("{}-throughput", function.name);
     let path = concurrent::create_function(connection, function, &name, ONE_VCPU_MEMORY_MB).await?;
     let mut connections = concurrent::connect(address, clients).await?;
@@ -74,13 +81,24 @@ pub async fn measure(
              {MAX_WARMING_BURSTS} bursts"
         );
     }
-    let (connections, _) = run_clients(connections, &path, WARMUP).await?;
-    let (_, counted) = run_clients(connections, &path, duration).await?;
-    Ok(Throughput {
-        clients,
-        environments,
-        requests: counted.requests,
-        elapsed: counted.elapsed,
+    let (mut connections, _) = run_clients(connections, &path, WARMUP).await?;
+    let single = connections.split_off(1);
+    let (mut connections, serial) = run_clients(connections, &path, duration).await?;
+    connections.extend(single);
+    let (_, concurrent) = run_clients(connections, &path, duration).await?;
+    Ok(Throughputs {
+        serial: Throughput {
+            clients: 1,
+            environments,
+            requests: serial.requests,
+            elapsed: serial.elapsed,
+        },
+        concurrent: Throughput {
+            clients,
+            environments,
+            requests: concurrent.requests,
+            elapsed: concurrent.elapsed,
+        },
     })
 }
 
