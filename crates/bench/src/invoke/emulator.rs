@@ -172,9 +172,7 @@ impl EmulatorProcess {
             std::thread::sleep(CONNECT_POLL_INTERVAL);
         }
     }
-}
 
-impl EmulatorProcess {
     /// The emulator's process id, which is also its process group's.
     pub(super) fn pid(&self) -> u32 {
         self.child.id()
