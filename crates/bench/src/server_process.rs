@@ -111,6 +111,11 @@ impl KappaServer {
         &self.data_dir
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// The last lines the server logged, for error messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
@@ -148,7 +153,17 @@ impl KappaServer {
 
 impl Drop for KappaServer {
     fn drop(&mut self) {
-        // The process may already be gone; there is nothing more to do about a failure here.
+        // SIGTERM first, so that the server stops its environments and removes their cgroups
+        // (after a SIGKILL the empty groups stay); SIGKILL if it is still running after
+        // STOP_GRACE. The process may already be gone; there is nothing more to do about a
+        // failure here.
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            let deadline = Instant::now() + STOP_GRACE;
+            while matches!(self.child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(STOP_POLL_INTERVAL);
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

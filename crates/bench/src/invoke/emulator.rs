@@ -18,7 +18,7 @@ use crate::api_connection::ApiConnection;
 use crate::server_process::free_loopback_address;
 
 /// The emulator's single function, whatever the name in its environment.
-const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
+pub(super) const INVOKE_PATH: &str = "/2015-03-31/functions/function/invocations";
 const SIDE: &str = "the emulator";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often to try connecting while the emulator starts. Polled with a blocking sleep: nothing
@@ -73,18 +73,18 @@ pub async fn measure(
 }
 
 /// How to start the emulator for one function.
-struct Emulator {
-    binary: PathBuf,
-    task_root: PathBuf,
-    function_name: String,
+pub(super) struct Emulator {
+    pub(super) binary: PathBuf,
+    pub(super) task_root: PathBuf,
+    pub(super) function_name: String,
     /// Every process of this function appends its output here.
-    log_path: PathBuf,
+    pub(super) log_path: PathBuf,
 }
 
 impl Emulator {
     /// `<emulator> <task root>/bootstrap` in its own process group, on free loopback ports, with
     /// the working directory and the Lambda variables a runtime expects.
-    fn spawn(&self) -> Result<EmulatorProcess> {
+    pub(super) fn spawn(&self) -> Result<EmulatorProcess> {
         let address = free_loopback_address()?;
         let runtime_api = free_loopback_address()?;
         let log = File::options()
@@ -130,7 +130,7 @@ impl Emulator {
     }
 
     /// The last lines the emulators of this function logged, for error messages.
-    fn log_tail(&self) -> String {
+    pub(super) fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log_path).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         format!(
@@ -141,7 +141,7 @@ impl Emulator {
 }
 
 /// A running emulator; it and its runtime are killed when this is dropped.
-struct EmulatorProcess {
+pub(super) struct EmulatorProcess {
     child: Child,
     address: SocketAddr,
     /// Just before the process was spawned.
@@ -150,7 +150,7 @@ struct EmulatorProcess {
 
 impl EmulatorProcess {
     /// Connect as soon as the emulator accepts connections.
-    async fn connect(&mut self, emulator: &Emulator) -> Result<ApiConnection> {
+    pub(super) async fn connect(&mut self, emulator: &Emulator) -> Result<ApiConnection> {
         loop {
             if let Some(status) = self
                 .child
@@ -171,6 +171,11 @@ impl EmulatorProcess {
             }
             std::thread::sleep(CONNECT_POLL_INTERVAL);
         }
+    }
+
+    /// The emulator's process id, which is also its process group's.
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

@@ -1,11 +1,20 @@
 //! `kappa-bench invoke`: the same functions invoked on Kappa and on the AWS Lambda Runtime
 //! Interface Emulator (RIE), warm and cold, one sequential client, side by side.
 
+mod breakdown;
+mod capacity;
+mod capacity_table;
+mod concurrent;
+mod density;
 mod emulator;
 mod kappa;
 pub mod measure;
+mod memory;
 mod package;
+mod report_line;
+mod scale;
 mod table;
+mod throughput;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -72,6 +81,8 @@ pub struct InvokeArgs {
     /// Markdown file whose invoke section is replaced (or appended) with the results
     #[arg(long)]
     pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub capacity: capacity::CapacityArgs,
 }
 
 /// One function's code, packaged once and given to both sides.
@@ -144,7 +155,22 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         });
     }
 
-    let section = section(&comparisons, &functions, workload, &args.notes);
+    let capacities = capacity::measure(
+        &kappa_bin,
+        &rie_bin,
+        scratch.path(),
+        &functions,
+        args.capacity,
+        workload.cold,
+    )
+    .await?;
+
+    let section = format!(
+        "{}\n{}\n{}",
+        section(&comparisons, &functions, workload, &args.notes),
+        capacity::description(args.capacity, workload.cold),
+        capacity_table::capacity_table(&comparisons, &capacities),
+    );
     println!("{section}");
     if let Some(path) = args.output {
         report::write_section(&path, SECTION_HEADING, &section)?;
@@ -204,7 +230,9 @@ fn section(
          `lambda_runtime` crate (`crates/bench/fixtures/rust_echo`), and a Python handler \
          returning its event, run by `awslambdaric` from a `bootstrap` shell script. Each is one \
          zip ({packages}); Kappa gets it through CreateFunction, the emulator gets the same zip \
-         extracted the way Kappa extracts it. One client sends the same {event_bytes}-byte JSON event, one \
+         extracted the way Kappa extracts it. On Kappa both have MemorySize {memory} MB, one vCPU \
+         on Lambda (Kappa holds a function to the CPU share its memory buys, 7% of a CPU at 128 MB; \
+         RIE holds it to nothing). One client sends the same {event_bytes}-byte JSON event, one \
          request at a time over a keep-alive HTTP/1.1 connection on 127.0.0.1, and checks that \
          every answer echoes it. Latency runs from sending a request to reading the whole \
          answer.\n\n\
@@ -243,6 +271,7 @@ fn section(
          `awslambdaric` from PyPI, and prepares the function directories)\n\n\
          {table}",
         event_bytes = measure::EVENT.len(),
+        memory = kappa::MEMORY_MB,
         warmup = workload.warmup,
         iterations = workload.iterations,
         cold = workload.cold,
