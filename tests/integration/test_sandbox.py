@@ -536,7 +536,8 @@ def test_init_runs_without_the_cpu_quota(server_factory, tmp_path):
     # No pooled sandboxes, so that the only new environment group is this function's.
     server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
     client = server.client()
-    name = make_probe(client, "sandbox-initcpu", MemorySize=128, Environment={"Variables": {"SLEEP_AT_INIT": "3"}})
+    name = make_probe(client, "sandbox-initcpu", MemorySize=128, Timeout=30,
+                      Environment={"Variables": {"SLEEP_AT_INIT": "2"}})
     before = h.cgroup_env_ids(instance(server))
     outcome = {}
     worker = threading.Thread(target=lambda: outcome.update(result=call(client, name, op="env")))
@@ -728,10 +729,12 @@ def test_a_stopped_server_leaves_no_prepared_sandbox(server_factory, tmp_path):
     srv = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "3"})
     name_ = instance(srv)
     h.wait_until(10, lambda: len(h.cgroup_env_ids(name_)) == 3, desc="three prepared sandboxes")
+    # A group is made before its process joins it.
+    h.wait_until(10, lambda: all(env_processes(name_, env_id) for env_id in h.cgroup_env_ids(name_)),
+                 desc="a process in each prepared sandbox")
     processes = {}
     for env_id in h.cgroup_env_ids(name_):
         processes.update(env_processes(name_, env_id))
-    assert processes, "the prepared sandboxes have no processes"
     assert srv.stop(signal.SIGTERM) == 0
     assert h.cgroup_dirs(name_) == []
     h.wait_until(5, lambda: not h.surviving(processes), desc="the prepared sandboxes' processes to end")

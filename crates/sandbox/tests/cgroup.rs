@@ -211,8 +211,8 @@ fn limits_are_written() {
             if let Some(memsw) = file("memory.memsw.limit_in_bytes") {
                 assert_eq!(memsw, (128 * MB).to_string());
             }
-            assert_eq!(file("cpu.cfs_period_us").unwrap(), "100000");
-            assert_eq!(file("cpu.cfs_quota_us").unwrap(), "7200");
+            assert_eq!(file("cpu.cfs_period_us").unwrap(), "20000");
+            assert_eq!(file("cpu.cfs_quota_us").unwrap(), "1440");
             assert_eq!(file("cpu.shares").unwrap(), "73");
         }
         CgroupVersion::V2 => {
@@ -220,7 +220,7 @@ fn limits_are_written() {
             if let Some(swap) = file("memory.swap.max") {
                 assert_eq!(swap, "0");
             }
-            assert_eq!(file("cpu.max").unwrap(), "7200 100000");
+            assert_eq!(file("cpu.max").unwrap(), "1440 20000");
             assert_eq!(file("cpu.weight").unwrap(), "7");
         }
     }

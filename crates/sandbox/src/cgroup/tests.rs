@@ -94,24 +94,24 @@ fn limits_follow_memory_as_on_lambda() {
     let one_cpu = EnvironmentLimits::for_memory_size(1769);
     assert_eq!(one_cpu.memory_bytes, 1769 * 1024 * 1024);
     assert_eq!(one_cpu.cpu_millis, 1000);
-    assert_eq!(one_cpu.cpu_quota_us(), 100_000);
+    assert_eq!(one_cpu.cpu_quota_us(), 20_000);
     assert_eq!(one_cpu.cpu_weight(), 100);
     assert_eq!(one_cpu.cpu_shares(), 1024);
     assert_eq!(one_cpu.pids_max, 1024);
 
     let smallest = EnvironmentLimits::for_memory_size(128);
     assert_eq!(smallest.cpu_millis, 72);
-    assert_eq!(smallest.cpu_quota_us(), 7200);
+    assert_eq!(smallest.cpu_quota_us(), 1440);
     assert_eq!(smallest.cpu_weight(), 7);
     assert_eq!(smallest.cpu_shares(), 73);
 
     let largest = EnvironmentLimits::for_memory_size(10_240);
     assert_eq!(largest.cpu_millis, 5788);
-    assert_eq!(largest.cpu_quota_us(), 578_800);
+    assert_eq!(largest.cpu_quota_us(), 115_760);
 
     let tiny = EnvironmentLimits::for_memory_size(16);
     assert_eq!(tiny.cpu_millis, MIN_CPU_MILLIS);
-    assert_eq!(tiny.cpu_quota_us(), 5000);
+    assert_eq!(tiny.cpu_quota_us(), 1000);
     let nothing = EnvironmentLimits {
         cpu_millis: 0,
         ..tiny
@@ -232,7 +232,7 @@ fn v2_environment_limits_membership_and_removal() {
     let dir = root.path().join("kappa/server/env1");
     assert_eq!(get(&dir.join("memory.max")), (128u64 << 20).to_string());
     assert!(!dir.join("memory.swap.max").exists());
-    assert_eq!(get(&dir.join("cpu.max")), "7200 100000");
+    assert_eq!(get(&dir.join("cpu.max")), "1440 20000");
     assert_eq!(get(&dir.join("cpu.weight")), "7");
     assert_eq!(get(&dir.join("pids.max")), "1024");
     assert_eq!(env.name(), "env1");
@@ -265,7 +265,7 @@ fn v2_swap_is_disabled_where_the_kernel_accounts_it() {
     put(&dir.path().join("memory.swap.max"), "max\n");
     v2::apply_limits(dir.path(), &EnvironmentLimits::for_memory_size(1769)).unwrap();
     assert_eq!(get(&dir.path().join("memory.swap.max")), "0");
-    assert_eq!(get(&dir.path().join("cpu.max")), "100000 100000");
+    assert_eq!(get(&dir.path().join("cpu.max")), "20000 20000");
 }
 
 #[test]
@@ -339,8 +339,8 @@ fn v1_environment_spans_every_controller() {
         (256u64 << 20).to_string()
     );
     assert!(!at("memory").join("memory.memsw.limit_in_bytes").exists());
-    assert_eq!(get(&at("cpu").join("cpu.cfs_period_us")), "100000");
-    assert_eq!(get(&at("cpu").join("cpu.cfs_quota_us")), "14400");
+    assert_eq!(get(&at("cpu").join("cpu.cfs_period_us")), "20000");
+    assert_eq!(get(&at("cpu").join("cpu.cfs_quota_us")), "2880");
     assert_eq!(get(&at("cpu").join("cpu.shares")), "147");
     assert_eq!(get(&at("pids").join("pids.max")), "1024");
     assert_eq!(
