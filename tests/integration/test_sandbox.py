@@ -845,6 +845,32 @@ def test_host_network_mode_reaches_the_hosts_loopback(server_factory, tmp_path):
     assert report["ids"][0] == 993, report["ids"]
 
 
+def test_per_function_network_lets_only_functions_that_ask_reach_the_host(server_factory, tmp_path):
+    """`--function-network per-function`: isolated unless the function sets KAPPA_NETWORK=host."""
+    srv = server_factory(tmp_path / "data", env={"KAPPA_FUNCTION_NETWORK": "per-function"})
+    client = srv.client()
+    plain = make_probe(client, "sandbox-net-plain")
+    asking = make_probe(client, "sandbox-net-host", Environment={"Variables": {"KAPPA_NETWORK": "host"}})
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)
+        port = listener.getsockname()[1]
+        assert call(client, asking, op="connect", ports=[port]) == {str(port): "connected"}
+        assert call(client, plain, op="connect", ports=[port]) != {str(port): "connected"}
+        # Dropping the variable changes the revision: the next environment is isolated again.
+        client.update_function_configuration(FunctionName=asking, Environment={"Variables": {}})
+        h.wait_until(10, lambda: client.get_function_configuration(FunctionName=asking)["LastUpdateStatus"]
+                     == "Successful")
+        assert call(client, asking, op="connect", ports=[port]) != {str(port): "connected"}
+    assert call(client, plain, op="probe")["runtime_api"] == "127.0.0.1:9001"
+
+
+def test_the_variable_is_ignored_unless_the_server_lets_functions_choose(client):
+    name = make_probe(client, "sandbox-net-ignored", Environment={"Variables": {"KAPPA_NETWORK": "host"}})
+    report = call(client, name, op="probe")
+    assert report["interfaces"] == ["lo"] and report["runtime_api"] == "127.0.0.1:9001", report
+
+
 def test_host_shadow_file_is_unreadable(client, probe_fn):
     shadow = Path("/etc/shadow")
     if not shadow.exists():

@@ -38,7 +38,8 @@ pub struct ServerArgs {
     #[arg(long, env = "KAPPA_ISOLATION")]
     pub isolation: Option<IsolationMode>,
     /// Network of functions: `isolated` (own namespace, loopback only: no outbound access, the
-    /// host unreachable) or `host` (the host's network, its loopback services included)
+    /// host unreachable), `host` (the host's network, its loopback services included) or
+    /// `per-function` (isolated unless a function sets the variable KAPPA_NETWORK=host)
     /// [default: isolated]
     #[arg(long, env = "KAPPA_FUNCTION_NETWORK")]
     pub function_network: Option<FunctionNetwork>,
@@ -90,6 +91,8 @@ pub enum FunctionNetwork {
     Isolated,
     /// The host's network: outbound access and the host's loopback services, as the server.
     Host,
+    /// Isolated, except functions whose configuration sets the variable `KAPPA_NETWORK=host`.
+    PerFunction,
 }
 
 /// The settings file; every key is optional.

@@ -12,8 +12,9 @@ use kappa_core::control::event_invoke_config::EventInvokeConfigService;
 use kappa_core::control::{AccountLimits, FunctionService};
 use kappa_core::logs_service::LogsService;
 use kappa_core::names::AccountContext;
-use kappa_runtime::{AsyncSettings, FunctionRuntime, Invocations, Isolation, RuntimeSettings};
-use kappa_sandbox::SandboxNetwork;
+use kappa_runtime::{
+    AsyncSettings, FunctionRuntime, Invocations, Isolation, NetworkPolicy, RuntimeSettings,
+};
 use kappa_store::{
     DataKey, FsCodeBlobs, Sealer, SqliteAsyncStore, SqliteLogStore, SqliteStore, SqliteStoreError,
 };
@@ -75,8 +76,9 @@ pub async fn run(config: ServerConfig) -> Result<()> {
             init_program: std::env::current_exe().context("locating the kappa executable")?,
             isolation,
             network: match config.function_network {
-                FunctionNetwork::Isolated => SandboxNetwork::Isolated,
-                FunctionNetwork::Host => SandboxNetwork::Host,
+                FunctionNetwork::Isolated => NetworkPolicy::Isolated,
+                FunctionNetwork::Host => NetworkPolicy::Host,
+                FunctionNetwork::PerFunction => NetworkPolicy::PerFunction,
             },
             sandbox_pool_size: config.sandbox_pool_size,
             python: config.python.clone(),

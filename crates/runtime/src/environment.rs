@@ -21,6 +21,7 @@ use crate::ephemeral_storage::{EnvironmentTmp, TmpStorage, error_chain};
 use crate::launch::{self, Interpreters, Layout};
 use crate::log_capture::{LogCapture, now_ms};
 use crate::log_writer::LogWriter;
+use crate::network_policy::NetworkPolicy;
 use crate::runtime_api::{Invocation, RuntimeApiHandle, RuntimeOutcome};
 use crate::sandbox_pool::SandboxLauncher;
 
@@ -32,6 +33,8 @@ const OPEN_FILES_LIMIT: u64 = 1024;
 pub struct EnvironmentSettings {
     /// Starts sandboxes (`kappa __sandbox-init`), keeping a few prepared ahead of need.
     pub sandboxes: Arc<SandboxLauncher>,
+    /// Which network each function's environments get.
+    pub network: NetworkPolicy,
     /// Every environment's `/tmp`: volumes capped at `EphemeralStorage`, or directories.
     pub tmp_storage: TmpStorage,
     /// The managed runtimes' bootstrap files; each family's directory is shown at `/var/runtime`.
@@ -139,7 +142,7 @@ impl ExecutionEnvironment {
         // Spawned, in its cgroup and namespaces already if it came from the pool.
         let mut sandbox = settings
             .sandboxes
-            .take()
+            .take(settings.network.for_function(version))
             .await
             .map_err(|message| platform_failure(request_id, &std::io::Error::other(message)))?;
         let id = sandbox.id.clone();
@@ -202,6 +205,7 @@ impl ExecutionEnvironment {
         let lang_source = launch::relocate_interpreter(&mut argv, &layout);
         // In its own network namespace the sandbox made the Runtime API listener inside;
         // otherwise the API listens on the host's loopback.
+        let api_inside = sandbox.api_listener.is_some();
         let api = match sandbox.api_listener.take() {
             Some(listener) => serve_runtime_api(listener),
             None => RuntimeApiHandle::start().await,
@@ -216,7 +220,7 @@ impl ExecutionEnvironment {
                 ));
             }
         };
-        let api_address = if settings.sandboxes.api_inside() {
+        let api_address = if api_inside {
             RUNTIME_API_ADDRESS.to_string()
         } else {
             api.address.to_string()

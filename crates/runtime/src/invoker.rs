@@ -21,6 +21,7 @@ use crate::environment::{
 use crate::ephemeral_storage::{TmpOwner, TmpSettings, TmpStorage};
 use crate::launch::Interpreters;
 use crate::log_writer::LogWriter;
+use crate::network_policy::NetworkPolicy;
 use crate::pool::{EnvironmentPool, VersionKey};
 use crate::runtime_api::Invocation;
 use crate::sandbox_pool::SandboxLauncher;
@@ -38,8 +39,8 @@ pub struct RuntimeSettings {
     /// The `kappa` executable, for `__sandbox-init`.
     pub init_program: PathBuf,
     pub isolation: Isolation,
-    /// The network of isolated environments.
-    pub network: kappa_sandbox::SandboxNetwork,
+    /// Which network each function's environments get.
+    pub network: NetworkPolicy,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
     pub init_timeout: Duration,
@@ -94,12 +95,13 @@ impl FunctionRuntime {
                 sandboxes: SandboxLauncher::new(
                     settings.init_program,
                     settings.isolation,
-                    settings.network,
+                    settings.network.default_network(),
                     settings.cgroups,
                     settings.init_timeout,
                     settings.sandbox_pool_size,
                 ),
                 tmp_storage,
+                network: settings.network,
                 runtime_dir,
                 empty_opt_dir,
                 region: settings.region,

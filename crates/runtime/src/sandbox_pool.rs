@@ -106,14 +106,22 @@ impl SandboxLauncher {
         self.isolation
     }
 
-    /// Whether the runtime's API listener is made inside the sandbox (at Lambda's address).
-    pub fn api_inside(&self) -> bool {
-        self.isolation == Isolation::MountNamespace && self.network == SandboxNetwork::Isolated
+    /// Whether a sandbox with `network` makes the runtime's API listener inside (at Lambda's
+    /// address).
+    fn api_inside(&self, network: SandboxNetwork) -> bool {
+        self.isolation == Isolation::MountNamespace && network == SandboxNetwork::Isolated
     }
 
-    /// A sandbox for a new environment: a pooled one if one is waiting, else one prepared now.
-    /// Either way the pool is topped up in the background.
-    pub async fn take(self: &Arc<Self>) -> Result<PreparedSandbox, String> {
+    /// A sandbox with `network` for a new environment: a pooled one if one is waiting (the pool
+    /// holds sandboxes of the server's default network), else one prepared now. Either way the
+    /// pool is topped up in the background.
+    pub async fn take(
+        self: &Arc<Self>,
+        network: SandboxNetwork,
+    ) -> Result<PreparedSandbox, String> {
+        if network != self.network {
+            return self.prepare(network).await;
+        }
         let pooled = loop {
             let next = self
                 .ready
@@ -132,7 +140,7 @@ impl SandboxLauncher {
         self.refill();
         match pooled {
             Some(sandbox) => Ok(sandbox),
-            None => self.prepare().await,
+            None => self.prepare(network).await,
         }
     }
 
@@ -161,7 +169,7 @@ impl SandboxLauncher {
             }
             let launcher = Arc::clone(self);
             tokio::spawn(async move {
-                let prepared = launcher.prepare().await;
+                let prepared = launcher.prepare(launcher.network).await;
                 match prepared {
                     Ok(sandbox) => {
                         if let Ok(mut ready) = launcher.ready.lock()
@@ -202,7 +210,7 @@ impl SandboxLauncher {
     }
 
     /// Spawn `__sandbox-init` into a fresh cgroup and wait until it is entered and waiting.
-    async fn prepare(&self) -> Result<PreparedSandbox, String> {
+    async fn prepare(&self, network: SandboxNetwork) -> Result<PreparedSandbox, String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let cgroup = match &self.cgroups {
             Some(manager) => Some(create_cgroup(manager, &id).await?),
@@ -210,7 +218,7 @@ impl SandboxLauncher {
         };
         let base = SandboxBase {
             isolation: self.isolation,
-            network: self.network,
+            network,
             parent_pid: i32::try_from(std::process::id()).ok(),
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
         };
@@ -247,7 +255,7 @@ impl SandboxLauncher {
             api_listener: None,
             cgroup,
         };
-        if self.api_inside() {
+        if self.api_inside(network) {
             let channel = sandbox
                 .channel
                 .try_clone()
