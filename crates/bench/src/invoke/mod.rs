@@ -251,17 +251,21 @@ fn section(
          (an fsynced SQLite write) to the first invoke's answer; RIE from spawning the emulator \
          process to the first answer, including the emulator's own start and polling every \
          0.25 ms for its port.\n\
-         - What each side does: Kappa runs each environment as `kappa __sandbox-init` in a new \
-         mount namespace (code bind-mounted read-only at `/var/task`, the runtime files at \
-         `/var/runtime`, `/var` covered by a tmpfs, a private `/tmp`), serves each environment's \
-         Runtime API on its own loopback port, stores the function's logs in SQLite in the \
-         background, and looks the function up and checks concurrency on every invoke. RIE \
-         isolates nothing: it execs the bootstrap as a plain child process in the directory it \
-         was started in, with one function and one environment, and prints the logs to its \
-         output. Both run the runtime as root on the host's kernel with no cgroup limits.\n\
-         - The Python bootstrap runs the host's Python (outside `/var`, so it is visible in \
-         Kappa's namespace) with `awslambdaric` in `pkgs/`, byte-compiled as unchecked-hash \
-         `.pyc` so neither side recompiles it after extraction; `PYTHONDONTWRITEBYTECODE=1`.\n\
+         - What each side does: Kappa runs each environment in its full sandbox (`docs/sandbox.md`): \
+         a cgroup (memory, one vCPU of CPU quota at 1,769 MB, pids), mount, UTS, IPC, PID and \
+         network namespaces, `pivot_root` into a minimal read-only root (code at `/var/task`, \
+         runtime files at `/var/runtime`), a `/tmp` volume capped at EphemeralStorage, uid 993 \
+         with no capabilities and a seccomp filter; cold starts take a sandbox prepared ahead \
+         (`--sandbox-pool-size`, 2); it serves each environment's Runtime API on a listener made \
+         inside the environment's network namespace (`127.0.0.1:9001` there), stores the \
+         function's logs in SQLite in the background, and looks the function up and checks \
+         concurrency on every invoke. RIE isolates nothing: it execs the bootstrap as a plain \
+         child process in the directory it was started in, as root, with one function and one \
+         environment, and prints the logs to its output.\n\
+         - The Python bootstrap runs the host's system Python (`/usr/bin/python3`, which Kappa's \
+         sandbox shows with the rest of `/usr`) with `awslambdaric` in `pkgs/`, byte-compiled as \
+         unchecked-hash `.pyc` so neither side recompiles it after extraction; \
+         `PYTHONDONTWRITEBYTECODE=1`.\n\
          {extra_notes}\n\
          - Date: {date}\n\
          - Machine: {machine}\n\
