@@ -341,8 +341,23 @@ pub fn environment(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A `python3.12` `$LATEST` with default settings, for tests of what environments get.
+    pub(crate) fn sample_version() -> FunctionVersion {
+        serde_json::from_value(serde_json::json!({
+            "name": "f", "version": "$LATEST", "revision_id": "r", "last_modified": "t",
+            "code": {"sha256_hex": "", "sha256_base64": "", "size": 0, "unzipped_size": 0},
+            "settings": {"runtime": "python3.12", "handler": "a.b", "role": "r", "description": "",
+                "timeout": 3, "memory_size": 128, "ephemeral_storage": 512, "environment": null,
+                "architectures": ["x86_64"], "tracing_mode": "PassThrough", "dead_letter_target": null,
+                "kms_key_arn": null, "snap_start_apply_on": "None",
+                "logging": {"log_format": "Text", "log_group": null, "application_log_level": null,
+                    "system_log_level": null}}
+        }))
+        .expect("a valid version")
+    }
 
     fn argv(items: &[&str]) -> Vec<String> {
         items.iter().map(|s| (*s).to_owned()).collect()
@@ -386,17 +401,7 @@ mod tests {
 
     #[test]
     fn lambda_layout_puts_var_lang_lib_first_on_the_library_path() {
-        let version: FunctionVersion = serde_json::from_value(serde_json::json!({
-            "name": "f", "version": "$LATEST", "revision_id": "r", "last_modified": "t",
-            "code": {"sha256_hex": "", "sha256_base64": "", "size": 0, "unzipped_size": 0},
-            "settings": {"runtime": "python3.12", "handler": "a.b", "role": "r", "description": "",
-                "timeout": 3, "memory_size": 128, "ephemeral_storage": 512, "environment": null,
-                "architectures": ["x86_64"], "tracing_mode": "PassThrough", "dead_letter_target": null,
-                "kms_key_arn": null, "snap_start_apply_on": "None",
-                "logging": {"log_format": "Text", "log_group": null, "application_log_level": null,
-                    "system_log_level": null}}
-        }))
-        .expect("a valid version");
+        let version = sample_version();
         let vars = environment(
             &version,
             &Layout::lambda(),

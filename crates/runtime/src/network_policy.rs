@@ -52,17 +52,7 @@ mod tests {
         let environment = network.map(|value| {
             std::collections::BTreeMap::from([(NETWORK_VARIABLE.to_owned(), value.to_owned())])
         });
-        let mut version: FunctionVersion = serde_json::from_value(serde_json::json!({
-            "name": "f", "version": "$LATEST", "revision_id": "r", "last_modified": "t",
-            "code": {"sha256_hex": "", "sha256_base64": "", "size": 0, "unzipped_size": 0},
-            "settings": {"runtime": "python3.12", "handler": "a.b", "role": "r", "description": "",
-                "timeout": 3, "memory_size": 128, "ephemeral_storage": 512, "environment": null,
-                "architectures": ["x86_64"], "tracing_mode": "PassThrough", "dead_letter_target": null,
-                "kms_key_arn": null, "snap_start_apply_on": "None",
-                "logging": {"log_format": "Text", "log_group": null, "application_log_level": null,
-                    "system_log_level": null}}
-        }))
-        .expect("a valid version");
+        let mut version = crate::launch::tests::sample_version();
         version.settings.environment = environment;
         version
     }
