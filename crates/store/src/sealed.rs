@@ -158,11 +158,15 @@ fn associated_data(function: &str, version: &str) -> Vec<u8> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use kappa_core::function::{CodeRef, FunctionSettings, LATEST, LoggingSettings};
 
-    fn version(name: &str, environment: Option<BTreeMap<String, String>>) -> FunctionVersion {
+    /// A `$LATEST` with `environment`, for the store's tests.
+    pub(crate) fn version(
+        name: &str,
+        environment: Option<BTreeMap<String, String>>,
+    ) -> FunctionVersion {
         FunctionVersion {
             name: name.to_owned(),
             version: LATEST.to_owned(),

@@ -305,44 +305,13 @@ impl FunctionStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kappa_core::function::{CodeRef, FunctionSettings, LATEST, LoggingSettings};
 
     fn record(name: &str, revision: &str, digest: &str) -> FunctionRecord {
+        let mut latest = crate::sealed::tests::version(name, None);
+        latest.revision_id = revision.to_owned();
+        latest.code.sha256_hex = digest.to_owned();
         FunctionRecord {
-            latest: FunctionVersion {
-                name: name.to_owned(),
-                version: LATEST.to_owned(),
-                settings: FunctionSettings {
-                    runtime: Some("python3.12".into()),
-                    handler: Some("app.handler".into()),
-                    role: "arn:aws:iam::000000000000:role/r".into(),
-                    description: String::new(),
-                    timeout: 3,
-                    memory_size: 128,
-                    ephemeral_storage: 512,
-                    environment: None,
-                    architectures: vec!["x86_64".into()],
-                    tracing_mode: "PassThrough".into(),
-                    dead_letter_target: None,
-                    kms_key_arn: None,
-                    logging: LoggingSettings {
-                        log_format: "Text".into(),
-                        log_group: None,
-                        application_log_level: None,
-                        system_log_level: None,
-                    },
-                    snap_start_apply_on: "None".into(),
-                    layers: Vec::new(),
-                },
-                code: CodeRef {
-                    sha256_hex: digest.to_owned(),
-                    sha256_base64: "b64".into(),
-                    size: 10,
-                    unzipped_size: 20,
-                },
-                revision_id: revision.to_owned(),
-                last_modified: "2026-01-01T00:00:00.000+0000".into(),
-            },
+            latest,
             tags: BTreeMap::from([("team".to_owned(), "a".to_owned())]),
         }
     }

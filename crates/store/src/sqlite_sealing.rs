@@ -99,9 +99,7 @@ fn check_key(conn: &Connection, sealer: &Sealer) -> Result<(), SqliteStoreError>
 mod tests {
     use std::collections::BTreeMap;
 
-    use kappa_core::function::{
-        CodeRef, FunctionRecord, FunctionSettings, FunctionVersion, LATEST, LoggingSettings,
-    };
+    use kappa_core::function::{FunctionRecord, FunctionVersion};
     use kappa_core::store::FunctionStore;
 
     use crate::{DataKey, SqliteStore, SqliteStoreError};
@@ -111,40 +109,10 @@ mod tests {
     const SECRET: &str = "plaintext-secret-4711";
 
     fn version(name: &str) -> FunctionVersion {
-        FunctionVersion {
-            name: name.to_owned(),
-            version: LATEST.to_owned(),
-            settings: FunctionSettings {
-                runtime: Some("python3.12".into()),
-                handler: Some("app.handler".into()),
-                role: "arn:aws:iam::000000000000:role/r".into(),
-                description: String::new(),
-                timeout: 3,
-                memory_size: 128,
-                layers: Vec::new(),
-                ephemeral_storage: 512,
-                environment: Some(BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())])),
-                architectures: vec!["x86_64".into()],
-                tracing_mode: "PassThrough".into(),
-                dead_letter_target: None,
-                kms_key_arn: None,
-                logging: LoggingSettings {
-                    log_format: "Text".into(),
-                    log_group: None,
-                    application_log_level: None,
-                    system_log_level: None,
-                },
-                snap_start_apply_on: "None".into(),
-            },
-            code: CodeRef {
-                sha256_hex: "aa".into(),
-                sha256_base64: "b64".into(),
-                size: 10,
-                unzipped_size: 20,
-            },
-            revision_id: "r1".into(),
-            last_modified: "2026-01-01T00:00:00.000+0000".into(),
-        }
+        crate::sealed::tests::version(
+            name,
+            Some(BTreeMap::from([("TOKEN".to_owned(), SECRET.to_owned())])),
+        )
     }
 
     fn files_contain(dir: &std::path::Path, needle: &[u8]) -> bool {
