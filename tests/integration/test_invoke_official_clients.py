@@ -1,7 +1,7 @@
 """AWS's own runtime interface clients, unchanged, as provided.al2023 bootstraps:
 
 - awslambdaric (PyPI), installed with pip into the package and run by the host's Python;
-- lambda_runtime (crates.io), a tiny Rust function in fixtures/rust_echo built with cargo.
+- lambda_runtime (the official Rust crate), a tiny Rust function in fixtures/rust_echo built with cargo.
 
 The sandbox sees the host's file system except /var, /opt and /tmp, so the interpreter must live
 elsewhere (the test venv's base interpreter does).

@@ -1,6 +1,6 @@
 """Per-invoke overhead of runtimes/nodejs/bootstrap.mjs, compared with a minimal Node loop.
 
-    /work/main/.venv/bin/python tests/runtimes/nodejs/bench/bench_overhead.py [--invokes N]
+    .venv/bin/python tests/runtimes/nodejs/bench/bench_overhead.py [--invokes N]
 
 1. Fake Runtime API (in-process): time from the /next reply being written to the /response
    body being read, for a no-op async handler. This is the runtime's own cost per invoke,
