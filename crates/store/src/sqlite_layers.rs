@@ -9,7 +9,7 @@ use kappa_core::layer_store::LayerStore;
 use kappa_core::store::StoreError;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::connection::backend;
+use crate::connection::{backend, write_transaction};
 use crate::sqlite::SqliteStore;
 
 /// Replace the rows naming the layer blobs `record` uses; called inside the transaction that
@@ -139,7 +139,7 @@ impl LayerStore for SqliteStore {
         let name = name.to_owned();
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let row: Option<String> = tx
                     .query_row(
                         "SELECT record FROM layer_versions WHERE layer_name = ?1 AND version = ?2",
@@ -201,7 +201,7 @@ impl LayerStore for SqliteStore {
             .transpose()?;
         self.db
             .with_conn(move |conn| {
-                let tx = conn.transaction().map_err(backend)?;
+                let tx = write_transaction(conn)?;
                 let row: Option<Option<String>> = tx
                     .query_row(
                         "SELECT policy FROM layer_versions WHERE layer_name = ?1 AND version = ?2",
