@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 import urllib.request
 
 import kappa_helpers as h
@@ -57,3 +59,25 @@ def test_config_file_configures_the_server(server_factory, tmp_path_factory):
     cfg = h.create_function(srv.client(), "toml-configured")
     assert cfg["FunctionArn"] == "arn:aws:lambda:ap-southeast-2:111122223333:function:toml-configured"
     assert any(data_dir.iterdir()), "the server wrote nothing to the configured data_dir"
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_an_idle_server_uses_almost_no_cpu(server, client, fn_name):
+    """Background work (the reaper, the provisioned-concurrency keeper, the async dispatcher)
+    sleeps between passes. A keeper that woke itself used to spin a whole core, which stole the
+    CPU cold starts need (a Python init took twice as long on 2 cores)."""
+    h.create_function(client, fn_name)
+    client.put_provisioned_concurrency_config(
+        FunctionName=fn_name, Qualifier=client.publish_version(FunctionName=fn_name)["Version"],
+        ProvisionedConcurrentExecutions=1,
+    )
+    time.sleep(1.5)  # allocation settles
+    before = _cpu_seconds(server.proc.pid)
+    time.sleep(3)
+    used = _cpu_seconds(server.proc.pid) - before
+    assert used < 0.3, f"the idle server used {used:.2f} s of CPU in 3 s"

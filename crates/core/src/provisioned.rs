@@ -45,6 +45,8 @@ impl ProvisionedRegistry {
             .and_then(|c| c.as_ref().map(|m| m.values().cloned().collect()))
     }
 
+    /// Replace the configs in force. Does not wake the runtime's keeper: it reloads them itself
+    /// on every pass, and a wake-up from its own reload would make it loop without pause.
     pub fn replace_configs(&self, configs: Vec<ProvisionedConcurrencyRecord>) {
         let map = configs
             .into_iter()
@@ -56,7 +58,6 @@ impl ProvisionedRegistry {
         if let Ok(mut configs) = self.configs.write() {
             *configs = Some(map);
         }
-        self.changed.notify_one();
     }
 
     pub fn allocation(&self, key: &ConfigKey) -> Allocation {

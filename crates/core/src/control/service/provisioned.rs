@@ -95,7 +95,7 @@ impl FunctionService {
             Err(StoreError::NotFound) => return Err(self.not_found(&name, None)),
             Err(err) => return Err(ServiceError::internal(err)),
         }
-        self.refresh_provisioned().await?;
+        self.provisioned_changed().await?;
         tracing::info!(function = %name, %qualifier, requested, "provisioned concurrency set");
         // As on Lambda, a Put answers before any environment is allocated.
         let mut shape = self.provisioned_shape(&record, false);
@@ -182,7 +182,7 @@ impl FunctionService {
             .delete_provisioned_concurrency(&name, &qualifier)
             .await
             .map_err(ServiceError::internal)?;
-        self.refresh_provisioned().await?;
+        self.provisioned_changed().await?;
         if !deleted {
             return Err(config_not_found());
         }
@@ -193,6 +193,13 @@ impl FunctionService {
     pub async fn refresh_provisioned(&self) -> Result<(), ServiceError> {
         let configs = self.list_stored_provisioned(None).await?;
         self.provisioned.replace_configs(configs);
+        Ok(())
+    }
+
+    /// After a config was put or deleted: reload, and wake the runtime to allocate at once.
+    async fn provisioned_changed(&self) -> Result<(), ServiceError> {
+        self.refresh_provisioned().await?;
+        self.provisioned.notify_changed();
         Ok(())
     }
 
