@@ -125,6 +125,7 @@ impl Emulator {
         Ok(EmulatorProcess {
             child,
             address,
+            runtime_api,
             spawned,
         })
     }
@@ -144,12 +145,16 @@ impl Emulator {
 pub(super) struct EmulatorProcess {
     child: Child,
     address: SocketAddr,
+    /// Where it serves the Runtime API to the runtime it starts.
+    runtime_api: SocketAddr,
     /// Just before the process was spawned.
     spawned: Instant,
 }
 
 impl EmulatorProcess {
-    /// Connect as soon as the emulator accepts connections.
+    /// Connect as soon as the emulator accepts connections on both of its ports. It opens its
+    /// Runtime API port last: a runtime started by an invocation that arrives in between finds
+    /// nothing listening (a fast one, the Rust echo, does) and fails its init.
     pub(super) async fn connect(&mut self, emulator: &Emulator) -> Result<ApiConnection> {
         loop {
             if let Some(status) = self
@@ -159,7 +164,9 @@ impl EmulatorProcess {
             {
                 bail!("the emulator exited ({status}); {}", emulator.log_tail());
             }
-            if let Ok(connection) = ApiConnection::open(self.address).await {
+            if std::net::TcpStream::connect(self.runtime_api).is_ok()
+                && let Ok(connection) = ApiConnection::open(self.address).await
+            {
                 return Ok(connection);
             }
             if self.spawned.elapsed() > STARTUP_TIMEOUT {
