@@ -4,9 +4,12 @@
 //! does not depend on the function: it was spawned (an `exec` of the `kappa` binary), joined a
 //! fresh cgroup (on cgroup v1 a move between groups waits for an RCU grace period: milliseconds),
 //! entered its namespaces and, with an isolated network, brought up loopback and handed back its
-//! Runtime API listener. It then waits on its channel for the function's `SandboxSpec`. A cold
-//! start takes one from the pool and pays only for the function's part: the binds, `pivot_root`,
-//! the PID namespace's init and the runtime itself. The pool refills in the background.
+//! Runtime API listener; built its root file system and `pivot_root`ed into it; compiled its
+//! seccomp filter; and started its PID namespace's init, which mounted `/proc`. That init then
+//! waits on the channel for the function's `SandboxSpec`. A cold start takes one from the pool
+//! and pays only for the function's part: its binds (sent as detached mounts), the runtime's
+//! fork, the switch to the sandbox user and the runtime itself. The pool refills in the
+//! background.
 
 use std::collections::VecDeque;
 use std::io::PipeReader;
@@ -54,9 +57,22 @@ impl PreparedSandbox {
         Ok(())
     }
 
-    /// Hand the function's part over; the sandbox builds its root and starts the runtime.
+    /// Hand the function's part over, its binds as detached mounts of their sources; the
+    /// sandbox attaches them in its root and starts the runtime.
     pub fn send(&mut self, spec: &SandboxSpec) -> std::io::Result<()> {
-        kappa_sandbox::write_spec(&mut self.channel, spec)
+        let trees = spec
+            .binds
+            .iter()
+            .map(|bind| {
+                kappa_sandbox::clone_tree(&bind.source).map_err(|err| {
+                    std::io::Error::new(
+                        err.kind(),
+                        format!("cloning the mount of {}: {err}", bind.source.display()),
+                    )
+                })
+            })
+            .collect::<std::io::Result<Vec<_>>>()?;
+        kappa_sandbox::write_spec(&self.channel, spec, &trees)
     }
 
     fn is_waiting(&mut self) -> bool {

@@ -15,13 +15,14 @@ use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid, chdir, execve, setgroups, setresgid, setresuid};
 use thiserror::Error;
 
+use crate::SyscallFilter;
 use crate::spec::{
     Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, read_spec,
 };
 
 #[derive(Debug, Error)]
 pub enum SandboxError {
-    #[error("entering new mount, UTS, IPC and PID namespaces")]
+    #[error("entering new mount, UTS, IPC, PID and network namespaces")]
     Unshare(#[source] nix::Error),
     #[error("setting the host name")]
     Hostname(#[source] nix::Error),
@@ -29,12 +30,14 @@ pub enum SandboxError {
     Rlimit(#[source] nix::Error),
     #[error("making the mount tree private")]
     PrivateMounts(#[source] nix::Error),
-    #[error("opening bind source {path}")]
-    OpenSource {
-        path: PathBuf,
+    #[error("attaching {target} (a detached mount from the server)")]
+    Attach {
+        target: PathBuf,
         #[source]
-        source: nix::Error,
+        source: std::io::Error,
     },
+    #[error("the spec has {binds} binds but {trees} detached mounts came with it")]
+    BindCount { binds: usize, trees: usize },
     #[error("building the root file system: {step}")]
     Root {
         step: &'static str,
@@ -91,10 +94,10 @@ pub enum SandboxError {
     },
 }
 
-/// Enter the isolation `base` describes, wait on `channel` (the server's end of it is this
-/// process's standard input) for the function's [`SandboxSpec`], then build the environment and
-/// replace this process with its runtime. Everything before the wait is what a pooled
-/// environment has done ahead of time.
+/// Enter the isolation `base` describes, build everything of the environment that does not
+/// depend on its function, then wait on `channel` (the server's end of it is this process's
+/// standard input) for the function's [`SandboxSpec`] and start its runtime. Everything before
+/// the wait is what a pooled sandbox has done ahead of its cold start.
 pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, SandboxError> {
     // The environment ends with the server, even one killed with SIGKILL: this process gets
     // SIGKILL when its parent goes, and its PID namespace (everything the runtime started)
@@ -110,42 +113,67 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     if !base.cgroup_procs.is_empty() {
         crate::join_cgroup(&base.cgroup_procs).map_err(SandboxError::Cgroup)?;
     }
-    let isolated = base.isolation == Isolation::MountNamespace;
-    if isolated {
-        // The mount namespace waits for the spec: it starts as a copy of the host's mounts at
-        // that moment, and the environment's `/tmp` volume may be mounted after this process
-        // was prepared.
-        let mut namespaces =
-            CloneFlags::CLONE_NEWUTS | CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWPID;
-        if base.network == SandboxNetwork::Isolated {
-            namespaces |= CloneFlags::CLONE_NEWNET;
-        }
-        unshare(namespaces).map_err(SandboxError::Unshare)?;
-        if base.network == SandboxNetwork::Isolated {
-            crate::network::loopback_up().map_err(SandboxError::Network)?;
-            crate::network::send_runtime_api_listener(channel.as_raw_fd())
-                .map_err(SandboxError::Network)?;
-        }
+    // Compiled now, installed just before the runtime's exec.
+    let filter = SyscallFilter::for_host().map_err(SandboxError::Seccomp)?;
+    let channel = std::fs::File::from(channel);
+    if base.isolation != Isolation::MountNamespace {
+        let mut channel = channel;
+        let (spec, _trees) = read_spec(&mut channel).map_err(SandboxError::Spec)?;
+        drop(channel);
+        stdin_from_null()?;
+        return exec_runtime(&spec, &filter, false);
     }
-    let mut channel = std::fs::File::from(channel);
-    let spec = read_spec(&mut channel).map_err(SandboxError::Spec)?;
+    let mut namespaces = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWUTS
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWPID;
+    if base.network == SandboxNetwork::Isolated {
+        namespaces |= CloneFlags::CLONE_NEWNET;
+    }
+    unshare(namespaces).map_err(SandboxError::Unshare)?;
+    if base.network == SandboxNetwork::Isolated {
+        crate::network::loopback_up().map_err(SandboxError::Network)?;
+        crate::network::send_runtime_api_listener(channel.as_raw_fd())
+            .map_err(SandboxError::Network)?;
+    }
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(SandboxError::PrivateMounts)?;
+    crate::root_fs::build_and_enter()?;
+    // The namespace's init mounts /proc, then waits for the spec and starts the runtime.
+    crate::pid_namespace::run(channel, filter)
+}
+
+/// The function's part, once its spec and the detached mounts of its binds have arrived (in the
+/// PID namespace's init, uid 0, in the finished root): attach the binds, name the host.
+pub(crate) fn receive_function(channel: std::fs::File) -> Result<SandboxSpec, SandboxError> {
+    let mut channel = channel;
+    let (spec, trees) = read_spec(&mut channel).map_err(SandboxError::Spec)?;
     drop(channel);
-    // Standard input was the channel; the runtime gets /dev/null.
+    stdin_from_null()?;
+    nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
+    crate::root_fs::attach_binds(&spec.binds, trees)?;
+    Ok(spec)
+}
+
+/// Standard input was the channel; the runtime gets /dev/null.
+fn stdin_from_null() -> Result<(), SandboxError> {
     let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(SandboxError::Stdin)?;
     nix::unistd::dup2_stdin(&null).map_err(SandboxError::Stdin)?;
-    drop(null);
-    if isolated {
-        unshare(CloneFlags::CLONE_NEWNS).map_err(SandboxError::Unshare)?;
-        nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
-        build_mounts(&spec)?;
-        // The runtime is started by the namespace's own init, which never returns here.
-        return crate::pid_namespace::run(&spec);
-    }
-    exec_runtime(&spec, false)
+    Ok(())
 }
 
 /// Apply the last per-process settings and replace this process with the runtime.
-pub(crate) fn exec_runtime(spec: &SandboxSpec, isolated: bool) -> Result<Infallible, SandboxError> {
+pub(crate) fn exec_runtime(
+    spec: &SandboxSpec,
+    filter: &SyscallFilter,
+    isolated: bool,
+) -> Result<Infallible, SandboxError> {
     setrlimit(
         Resource::RLIMIT_NOFILE,
         spec.open_files_limit,
@@ -175,7 +203,7 @@ pub(crate) fn exec_runtime(spec: &SandboxSpec, isolated: bool) -> Result<Infalli
         become_sandbox_user().map_err(SandboxError::User)?;
     }
     // Last: the filter refuses the calls the setup above needed.
-    crate::install_seccomp().map_err(SandboxError::Seccomp)?;
+    filter.install().map_err(SandboxError::Seccomp)?;
     match execve(&path, &argv, &env) {
         Ok(never) => match never {},
         Err(source) => Err(SandboxError::Exec {
@@ -193,34 +221,6 @@ fn become_sandbox_user() -> nix::Result<()> {
     setgroups(&[])?;
     setresgid(gid, gid, gid)?;
     setresuid(uid, uid, uid)
-}
-
-fn build_mounts(spec: &SandboxSpec) -> Result<(), SandboxError> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(SandboxError::PrivateMounts)?;
-    // Open every source before the new root is assembled over the staging directory.
-    let sources = spec
-        .binds
-        .iter()
-        .map(|bind| {
-            open(
-                &bind.source,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )
-            .map_err(|source| SandboxError::OpenSource {
-                path: bind.source.clone(),
-                source,
-            })
-        })
-        .collect::<Result<Vec<OwnedFd>, _>>()?;
-    crate::root_fs::build_and_enter(spec, &sources)
 }
 
 /// Bind `path` onto itself and make that bind read-only.

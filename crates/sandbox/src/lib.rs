@@ -15,6 +15,7 @@
 //! loopback exists and the Runtime API listens at `127.0.0.1:9001`.
 
 mod capabilities;
+mod detached_mount;
 mod enter;
 mod network;
 mod pid_namespace;
@@ -22,10 +23,12 @@ mod root_fs;
 mod spec;
 
 pub use capabilities::{CapabilityError, drop_all_capabilities};
+pub use detached_mount::clone_tree;
 pub use enter::{SandboxError, enter};
 pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
 pub use spec::{
-    Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
+    Bind, Isolation, MAX_SPEC_FDS, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork,
+    SandboxSpec, write_spec,
 };
 mod cgroup;
 pub use cgroup::{

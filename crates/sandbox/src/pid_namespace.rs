@@ -6,14 +6,17 @@
 //! - the **relay** (the original `__sandbox-init`, the pid the server watches) waits for the
 //!   namespace init and exits as the runtime did — with its exit code, or killed by its signal —
 //!   so the server reports `exit status 1` or `signal: killed` as before;
-//! - the **namespace init** (pid 1 inside) mounts a fresh `/proc`, starts the runtime, reaps every
-//!   orphan (as an init must) and reports how the runtime ended through a pipe;
-//! - the **runtime** (pid 2 inside) is exec'd as without a PID namespace.
+//! - the **namespace init** (pid 1 inside) mounts a fresh `/proc` and forks the runtime's process
+//!   while the sandbox waits in the pool, then reaps every orphan (as an init must) and reports
+//!   how the runtime ended through a pipe;
+//! - the **runtime** (pid 2 inside) waits for the function's spec, attaches its binds, sets the
+//!   host name, and is exec'd as without a PID namespace.
 //!
 //! All three share the server-side process group and the environment's cgroup, so killing
 //! either ends them all.
 
 use std::convert::Infallible;
+use std::fs::File;
 use std::io::{Read, Write};
 
 use nix::mount::{MsFlags, mount};
@@ -21,8 +24,8 @@ use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
-use crate::enter::{SandboxError, exec_runtime};
-use crate::spec::SandboxSpec;
+use crate::SyscallFilter;
+use crate::enter::{SandboxError, exec_runtime, receive_function};
 
 /// Parts of `/proc` that change the whole host (sysctls, SysRq, IRQ affinity, bus and
 /// filesystem settings): made read-only as container runtimes do.
@@ -34,8 +37,9 @@ const PROC_READ_ONLY: [&str; 5] = [
     "/proc/fs",
 ];
 
-/// Start the namespace's init and relay its outcome; returns only on failure to start it.
-pub(crate) fn run(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
+/// Start the namespace's init, which waits on `channel` for the function, and relay its
+/// outcome; returns only on failure to start it.
+pub(crate) fn run(channel: File, filter: SyscallFilter) -> Result<Infallible, SandboxError> {
     let (report_read, report_write) = std::io::pipe().map_err(|e| {
         SandboxError::PidNamespace(nix::Error::try_from(e).unwrap_or(nix::Error::EIO))
     })?;
@@ -44,11 +48,12 @@ pub(crate) fn run(spec: &SandboxSpec) -> Result<Infallible, SandboxError> {
     match unsafe { fork() }.map_err(SandboxError::PidNamespace)? {
         ForkResult::Parent { child } => {
             drop(report_write);
+            drop(channel);
             relay(child, report_read)
         }
         ForkResult::Child => {
             drop(report_read);
-            namespace_init(spec, report_write)
+            namespace_init(channel, &filter, report_write)
         }
     }
 }
@@ -79,6 +84,39 @@ fn relay(init: Pid, mut report: std::io::PipeReader) -> ! {
     }
 }
 
+/// Pid 2 of the namespace: receive the function (its binds attached), become the runtime.
+fn start_runtime(channel: File, filter: &SyscallFilter) -> ! {
+    let spec = match receive_function(channel) {
+        Ok(spec) => spec,
+        Err(err) => {
+            eprintln!(
+                "kappa: preparing the environment failed: {}",
+                error_chain(&err)
+            );
+            std::process::exit(125);
+        }
+    };
+    match exec_runtime(&spec, filter, true) {
+        Ok(never) => match never {},
+        Err(err) => {
+            eprintln!("kappa: starting the runtime failed: {err}");
+            std::process::exit(127);
+        }
+    }
+}
+
+/// `err` and its sources, one after the other.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// End this process with `signal`, as the runtime ended.
 fn die_by(signal_number: i32) -> ! {
     if let Ok(killer) = Signal::try_from(signal_number) {
@@ -89,8 +127,9 @@ fn die_by(signal_number: i32) -> ! {
     std::process::exit(128 + signal_number)
 }
 
-/// Pid 1 of the namespace: mount `/proc`, start the runtime, reap until it ends, report.
-fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
+/// Pid 1 of the namespace: mount `/proc`, wait for the function, start its runtime, reap until
+/// it ends, report.
+fn namespace_init(channel: File, filter: &SyscallFilter, mut report: std::io::PipeWriter) -> ! {
     // If the relay goes (the server died, and took the relay with it), so does this init, and
     // with it every process of the namespace.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
@@ -118,17 +157,13 @@ fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
             std::process::exit(125);
         }
     }
+    // The runtime's process is forked now, ahead of its function: it waits for the spec, so
+    // a cold start does not pay for the fork.
     // SAFETY: still single-threaded (this is the first child of a single-threaded process).
     let runtime = match unsafe { fork() } {
         Ok(ForkResult::Child) => {
             drop(report);
-            match exec_runtime(spec, true) {
-                Ok(never) => match never {},
-                Err(err) => {
-                    eprintln!("kappa: starting the runtime failed: {err}");
-                    std::process::exit(127);
-                }
-            }
+            start_runtime(channel, filter)
         }
         Ok(ForkResult::Parent { child }) => child,
         Err(err) => {
@@ -136,6 +171,7 @@ fn namespace_init(spec: &SandboxSpec, mut report: std::io::PipeWriter) -> ! {
             std::process::exit(125);
         }
     };
+    drop(channel);
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == runtime => {

@@ -2,12 +2,14 @@
 //!
 //! It holds, read-only, the host's system directories a runtime needs (programs and shared
 //! libraries), an `/etc` made of a short list of host files plus Kappa's own `passwd` and
-//! `group`, a minimal `/dev`, the environment's binds (`/var/task`, `/var/runtime`, `/opt`,
-//! `/var/lang`, `/tmp`) and an empty `/proc` for the PID namespace's init to mount. Nothing else
-//! of the host exists inside: not `/root`, `/home`, `/srv`, the data dir or other functions.
+//! `group`, a minimal `/dev`, empty mount points for the environment's binds (`/var/task`,
+//! `/var/runtime`, `/opt`, `/var/lang`, `/tmp`) and an empty `/proc` for the PID namespace's init
+//! to mount. It is built while the sandbox waits in the pool; the binds are attached when the
+//! function is known. Nothing else of the host exists inside: not `/root`, `/home`, `/srv`, the
+//! data dir or other functions.
 
 use std::fs;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 
@@ -15,7 +17,7 @@ use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::unistd::{chdir, pivot_root};
 
 use crate::enter::{SandboxError, remount_read_only};
-use crate::spec::{SANDBOX_GID, SANDBOX_UID, SandboxSpec};
+use crate::spec::{Bind, SANDBOX_GID, SANDBOX_UID};
 
 /// Host directories shown read-only at the same path: programs, interpreters in `/usr`, shared
 /// libraries. Where the host has a merged `/usr`, `/bin` and friends are symlinks and are
@@ -55,8 +57,17 @@ const DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 /// Where the new root is assembled before `pivot_root` (inside this mount namespace only).
 const STAGING: &str = "/tmp";
 
-/// Build the new root from `spec` and the already opened `sources` of its binds, then make it `/`.
-pub(crate) fn build_and_enter(spec: &SandboxSpec, sources: &[OwnedFd]) -> Result<(), SandboxError> {
+/// Where the function's binds are attached once it is known: they exist, empty, in every root.
+/// Others (`/var/lang`, for managed runtimes only) are made under `/var` when attached.
+const BIND_TARGETS: [&str; 4] = ["/var/task", "/var/runtime", "/opt", "/tmp"];
+
+/// A small tmpfs of its own, writable until the function's binds are attached, so mount points
+/// only some functions have can be made then.
+const VAR: &str = "/var";
+
+/// Build the new root (everything but the function's binds, which get empty mount points) and
+/// make it `/`, read-only.
+pub(crate) fn build_and_enter() -> Result<(), SandboxError> {
     let root = Path::new(STAGING);
     mount(
         Some("tmpfs"),
@@ -74,28 +85,62 @@ pub(crate) fn build_and_enter(spec: &SandboxSpec, sources: &[OwnedFd]) -> Result
     }
     build_etc(root)?;
     build_dev(root)?;
-    for (bind, fd) in spec.binds.iter().zip(sources) {
-        let target = inside(root, &bind.target);
-        make_dir(&target)?;
-        let from = format!("/proc/self/fd/{}", fd.as_raw_fd());
-        let bind_error = |source| SandboxError::Bind {
-            path: bind.target.clone(),
-            source,
-        };
-        mount(
-            Some(from.as_str()),
-            &target,
-            None::<&str>,
-            MsFlags::MS_BIND | MsFlags::MS_REC,
-            None::<&str>,
-        )
-        .map_err(bind_error)?;
-        if !bind.writable {
-            remount_read_only(&target, MsFlags::MS_BIND).map_err(bind_error)?;
-        }
+    let var = inside(root, Path::new(VAR));
+    make_dir(&var)?;
+    mount(
+        Some("tmpfs"),
+        &var,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
+        Some("mode=755,size=64k"),
+    )
+    .map_err(|source| SandboxError::Root {
+        step: "mounting /var",
+        source,
+    })?;
+    for target in BIND_TARGETS {
+        make_dir(&inside(root, Path::new(target)))?;
     }
     make_dir(&root.join("proc"))?;
     enter(root)
+}
+
+/// Attach the function's binds, each from the detached mount the server sent for it, at their
+/// targets in the finished root; all but the writable ones read-only. Then `/var` is made
+/// read-only like the rest.
+pub(crate) fn attach_binds(binds: &[Bind], trees: Vec<OwnedFd>) -> Result<(), SandboxError> {
+    if binds.len() != trees.len() {
+        return Err(SandboxError::BindCount {
+            binds: binds.len(),
+            trees: trees.len(),
+        });
+    }
+    for bind in binds {
+        if bind.target.starts_with(VAR) && !bind.target.exists() {
+            make_dir(&bind.target)?;
+        }
+    }
+    remount_read_only(Path::new(VAR), MsFlags::empty()).map_err(|source| SandboxError::Root {
+        step: "making /var read-only",
+        source,
+    })?;
+    for (bind, tree) in binds.iter().zip(trees) {
+        crate::detached_mount::attach(&tree, &bind.target).map_err(|source| {
+            SandboxError::Attach {
+                target: bind.target.clone(),
+                source,
+            }
+        })?;
+        if !bind.writable {
+            remount_read_only(&bind.target, MsFlags::MS_BIND).map_err(|source| {
+                SandboxError::Bind {
+                    path: bind.target.clone(),
+                    source,
+                }
+            })?;
+        }
+    }
+    Ok(())
 }
 
 /// `pivot_root` into `root`, detach the old root, and make the new one read-only.

@@ -1,7 +1,12 @@
 //! What a sandbox looks like: serialized by the server, read by `kappa __sandbox-init`.
 
-use std::io::{self, Read, Write};
+use std::fs::File;
+use std::io::{self, IoSlice, IoSliceMut, Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 
 use serde::{Deserialize, Serialize};
 
@@ -86,8 +91,18 @@ pub struct SandboxSpec {
 /// small fraction of it).
 const MAX_SPEC_BYTES: u32 = 1 << 20;
 
-/// Send `spec` over the channel: a little-endian length, then the JSON.
-pub fn write_spec(channel: &mut impl Write, spec: &SandboxSpec) -> io::Result<()> {
+/// Most descriptors a spec carries: one detached mount per bind.
+pub const MAX_SPEC_FDS: usize = 8;
+
+/// Send `spec` over the channel: a little-endian length, then the JSON; `trees`, the detached
+/// mounts of its binds in order (see [`crate::detached_mount`]), ride on the first bytes.
+pub fn write_spec(channel: &UnixStream, spec: &SandboxSpec, trees: &[OwnedFd]) -> io::Result<()> {
+    if trees.len() > MAX_SPEC_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "too many binds for one sandbox",
+        ));
+    }
     let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
     let length = u32::try_from(json.len())
         .ok()
@@ -96,13 +111,52 @@ pub fn write_spec(channel: &mut impl Write, spec: &SandboxSpec) -> io::Result<()
     let mut message = Vec::with_capacity(json.len() + 4);
     message.extend_from_slice(&length.to_le_bytes());
     message.extend_from_slice(&json);
-    channel.write_all(&message)
+    let fds: Vec<RawFd> = trees.iter().map(AsRawFd::as_raw_fd).collect();
+    let control = [ControlMessage::ScmRights(&fds)];
+    let control: &[ControlMessage] = if fds.is_empty() { &[] } else { &control };
+    let sent = sendmsg::<()>(
+        channel.as_raw_fd(),
+        &[IoSlice::new(&message)],
+        control,
+        MsgFlags::empty(),
+        None,
+    )?;
+    let rest = message.get(sent..).unwrap_or_default();
+    let mut channel = channel;
+    channel.write_all(rest)
 }
 
-/// Wait for the spec on the channel.
-pub(crate) fn read_spec(channel: &mut impl Read) -> io::Result<SandboxSpec> {
+/// Wait for the spec on the channel, with the detached mounts of its binds.
+pub(crate) fn read_spec(channel: &mut File) -> io::Result<(SandboxSpec, Vec<OwnedFd>)> {
     let mut length = [0u8; 4];
-    channel.read_exact(&mut length)?;
+    let mut space = nix::cmsg_space!([RawFd; MAX_SPEC_FDS]);
+    let (received, trees) = {
+        let mut payload = [IoSliceMut::new(&mut length)];
+        let message = recvmsg::<()>(
+            channel.as_raw_fd(),
+            &mut payload,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        )?;
+        let mut trees = Vec::new();
+        for control in message.cmsgs()? {
+            if let ControlMessageOwned::ScmRights(fds) = control {
+                for fd in fds {
+                    // SAFETY: SCM_RIGHTS installed `fd` in this process for us alone; taking
+                    // ownership here closes it exactly once.
+                    trees.push(unsafe { OwnedFd::from_raw_fd(fd) });
+                }
+            }
+        }
+        (message.bytes, trees)
+    };
+    if received == 0 {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the channel closed before a spec arrived",
+        ));
+    }
+    channel.read_exact(&mut length[received..])?;
     let length = u32::from_le_bytes(length);
     if length > MAX_SPEC_BYTES {
         return Err(io::Error::new(
@@ -112,16 +166,22 @@ pub(crate) fn read_spec(channel: &mut impl Read) -> io::Result<SandboxSpec> {
     }
     let mut json = vec![0u8; length as usize];
     channel.read_exact(&mut json)?;
-    serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+    let spec =
+        serde_json::from_slice(&json).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    Ok((spec, trees))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_spec_survives_the_channel() {
-        let spec = SandboxSpec {
+    fn pair() -> (UnixStream, File) {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        (ours, File::from(OwnedFd::from(theirs)))
+    }
+
+    fn sample() -> SandboxSpec {
+        SandboxSpec {
             binds: vec![Bind {
                 source: PathBuf::from("/a"),
                 target: PathBuf::from("/var/task"),
@@ -132,19 +192,48 @@ mod tests {
             env: vec![("K".into(), "v".into())],
             hostname: "h".into(),
             open_files_limit: 1024,
-        };
-        let mut wire = Vec::new();
-        write_spec(&mut wire, &spec).unwrap();
-        assert_eq!(read_spec(&mut wire.as_slice()).unwrap(), spec);
+        }
     }
 
     #[test]
-    fn oversized_or_cut_specs_are_refused() {
+    fn a_spec_and_its_descriptors_survive_the_channel() {
+        let (ours, mut theirs) = pair();
+        let spec = sample();
+        let tree = OwnedFd::from(File::open("/").unwrap());
+        write_spec(&ours, &spec, &[tree]).unwrap();
+        let (received, trees) = read_spec(&mut theirs).unwrap();
+        assert_eq!(received, spec);
+        assert_eq!(trees.len(), 1);
+        // The descriptor is a real one in this process.
+        assert!(nix::sys::stat::fstat(&trees[0]).is_ok());
+    }
+
+    #[test]
+    fn a_spec_without_descriptors_survives_the_channel() {
+        let (ours, mut theirs) = pair();
+        write_spec(&ours, &sample(), &[]).unwrap();
+        let (received, trees) = read_spec(&mut theirs).unwrap();
+        assert_eq!(received, sample());
+        assert!(trees.is_empty());
+    }
+
+    #[test]
+    fn oversized_cut_or_missing_specs_are_refused() {
+        let (mut ours, mut theirs) = pair();
         let mut huge = (MAX_SPEC_BYTES + 1).to_le_bytes().to_vec();
         huge.extend_from_slice(b"{}");
-        assert!(read_spec(&mut huge.as_slice()).is_err());
+        ours.write_all(&huge).unwrap();
+        assert!(read_spec(&mut theirs).is_err());
+
+        let (mut ours, mut theirs) = pair();
         let mut cut = 10u32.to_le_bytes().to_vec();
         cut.extend_from_slice(b"{}");
-        assert!(read_spec(&mut cut.as_slice()).is_err());
+        ours.write_all(&cut).unwrap();
+        drop(ours);
+        assert!(read_spec(&mut theirs).is_err());
+
+        let (ours, mut theirs) = pair();
+        drop(ours);
+        assert!(read_spec(&mut theirs).is_err());
     }
 }
