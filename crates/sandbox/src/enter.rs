@@ -162,7 +162,7 @@ pub(crate) fn receive_function(channel: std::fs::File) -> Result<SandboxSpec, Sa
 }
 
 /// Standard input was the channel; the runtime gets /dev/null.
-fn stdin_from_null() -> Result<(), SandboxError> {
+pub(crate) fn stdin_from_null() -> Result<(), SandboxError> {
     let null = open("/dev/null", OFlag::O_RDONLY, Mode::empty()).map_err(SandboxError::Stdin)?;
     nix::unistd::dup2_stdin(&null).map_err(SandboxError::Stdin)?;
     Ok(())

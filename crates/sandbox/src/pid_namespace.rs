@@ -25,7 +25,7 @@ use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
 use crate::SyscallFilter;
-use crate::enter::{SandboxError, exec_runtime, receive_function};
+use crate::enter::{SandboxError, exec_runtime, receive_function, stdin_from_null};
 
 /// Parts of `/proc` that change the whole host (sysctls, SysRq, IRQ affinity, bus and
 /// filesystem settings): made read-only as container runtimes do.
@@ -49,6 +49,8 @@ pub(crate) fn run(channel: File, filter: SyscallFilter) -> Result<Infallible, Sa
         ForkResult::Parent { child } => {
             drop(report_write);
             drop(channel);
+            // Standard input was the channel too: only the runtime's process keeps it.
+            stdin_from_null()?;
             relay(child, report_read)
         }
         ForkResult::Child => {
@@ -172,6 +174,9 @@ fn namespace_init(channel: File, filter: &SyscallFilter, mut report: std::io::Pi
         }
     };
     drop(channel);
+    if stdin_from_null().is_err() {
+        std::process::exit(125);
+    }
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == runtime => {
