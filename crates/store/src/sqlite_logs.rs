@@ -51,16 +51,17 @@ impl LogStore for SqliteLogStore {
             let now = now_ms();
             let tx = conn.transaction().map_err(backend)?;
             for batch in &batches {
-                tx.execute(
+                // Cached statements: every batch of every flush runs these same three.
+                tx.prepare_cached(
                     "INSERT INTO log_groups (name, created_at) VALUES (?1, ?2) ON CONFLICT (name) DO NOTHING",
-                    params![batch.group, now],
                 )
+                .and_then(|mut insert| insert.execute(params![batch.group, now]))
                 .map_err(backend)?;
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO log_streams (log_group, name, created_at) VALUES (?1, ?2, ?3)
                      ON CONFLICT (log_group, name) DO NOTHING",
-                    params![batch.group, batch.stream, now],
                 )
+                .and_then(|mut insert| insert.execute(params![batch.group, batch.stream, now]))
                 .map_err(backend)?;
                 let mut bytes = 0i64;
                 let (mut first, mut last) = (i64::MAX, i64::MIN);
@@ -81,15 +82,17 @@ impl LogStore for SqliteLogStore {
                     }
                 }
                 if !batch.events.is_empty() {
-                    tx.execute(
+                    tx.prepare_cached(
                         "UPDATE log_streams SET
                             first_event = COALESCE(MIN(first_event, ?3), ?3),
                             last_event = COALESCE(MAX(last_event, ?4), ?4),
                             last_ingestion = ?5,
                             stored_bytes = stored_bytes + ?6
                          WHERE log_group = ?1 AND name = ?2",
-                        params![batch.group, batch.stream, first, last, now, bytes],
                     )
+                    .and_then(|mut update| {
+                        update.execute(params![batch.group, batch.stream, first, last, now, bytes])
+                    })
                     .map_err(backend)?;
                 }
             }
