@@ -179,11 +179,12 @@ pub fn description(args: CapacityArgs, cold_rounds: usize) -> String {
          - Cold start in parts: {cold} more cold starts made as above (a new function of 128 MB, \
          its description changed before each first invoke, one at a time), split by the `Init Duration` of the `REPORT` line Kappa returns in the log tail. Kappa \
          counts it from the start of the environment (taking a prepared sandbox from the pool, \
-         handing it the function, starting the runtime) to the runtime's first `/next`: the \
-         rest of the sandbox's setup and the runtime's init. The remainder, first-invoke \
+         handing it the function's directories and spec, the switch to the sandbox user, the \
+         runtime's exec) to the runtime's first `/next`: that handover and the runtime's init. The remainder, first-invoke \
          latency minus init, is everything else: the request's way in and out, sending the \
-         event to the runtime, its handling of it and the response. Spawning the pooled \
-         sandbox, its cgroup and namespaces happened ahead of time and is in neither part. \
+         event to the runtime, its handling of it and the response. Preparing the pooled \
+         sandbox (its cgroup, namespaces, root file system and PID namespace's processes) \
+         happened ahead of time and is in neither part. \
          p50 of each part, taken separately.\n\
          - Idle environment memory: {density} concurrent invocations that each sleep \
          {sleep_ms} ms start {density} environments on a fresh server; 2 s after the last \

@@ -256,7 +256,8 @@ fn section(
          network namespaces, `pivot_root` into a minimal read-only root (code at `/var/task`, \
          runtime files at `/var/runtime`), a `/tmp` volume capped at EphemeralStorage, uid 993 \
          with no capabilities and a seccomp filter; cold starts take a sandbox prepared ahead \
-         (`--sandbox-pool-size`, 2); it serves each environment's Runtime API on a listener made \
+         (`--sandbox-pool-size`, 2: namespaces entered, root built, runtime process forked; the \
+         function's directories are attached when it is known); it serves each environment's Runtime API on a listener made \
          inside the environment's network namespace (`127.0.0.1:9001` there), stores the \
          function's logs in SQLite in the background, and looks the function up and checks \
          concurrency on every invoke. RIE isolates nothing: it execs the bootstrap as a plain \
