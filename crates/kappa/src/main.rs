@@ -85,13 +85,7 @@ fn sandbox_init() -> ExitCode {
     match kappa_sandbox::enter(&base, channel) {
         Ok(never) => match never {},
         Err(err) => {
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(&err);
-            while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
-                source = cause.source();
-            }
+            let text = kappa_sandbox::error_chain(&err);
             eprintln!("kappa: starting the execution environment failed: {text}");
             ExitCode::from(127)
         }

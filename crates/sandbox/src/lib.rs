@@ -40,3 +40,15 @@ pub use cgroup::{
 pub mod loop_device;
 mod seccomp;
 pub use seccomp::{SeccompError, SyscallFilter, install_seccomp};
+
+/// `err` and its causes on one line, for a message that has no other place for them.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

@@ -24,8 +24,8 @@ use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
-use crate::SyscallFilter;
 use crate::enter::{SandboxError, exec_runtime, receive_function, stdin_from_null};
+use crate::{SyscallFilter, error_chain};
 
 /// Parts of `/proc` that change the whole host (sysctls, SysRq, IRQ affinity, bus and
 /// filesystem settings): made read-only as container runtimes do.
@@ -105,18 +105,6 @@ fn start_runtime(channel: File, filter: &SyscallFilter) -> ! {
             std::process::exit(127);
         }
     }
-}
-
-/// `err` and its sources, one after the other.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// End this process with `signal`, as the runtime ended.
