@@ -17,6 +17,7 @@
 mod capabilities;
 mod detached_mount;
 mod enter;
+mod fd_passing;
 mod network;
 mod pid_namespace;
 mod root_fs;
@@ -27,8 +28,7 @@ pub use detached_mount::clone_tree;
 pub use enter::{SandboxError, enter};
 pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
 pub use spec::{
-    Bind, Isolation, MAX_SPEC_FDS, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork,
-    SandboxSpec, write_spec,
+    Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
 };
 mod cgroup;
 pub use cgroup::{

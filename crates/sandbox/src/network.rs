@@ -7,15 +7,14 @@
 //! it was created in, so the server accepts the runtime's connections on it from outside. The
 //! host's loopback services and other environments are unreachable: nothing routes out.
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4, TcpListener};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socket,
-};
+use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+
+use crate::fd_passing::{receive_with_fds, send_with_fds};
 
 /// Where the Runtime API listens inside the namespace (Lambda's address).
 pub const RUNTIME_API_ADDRESS: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9001);
@@ -56,36 +55,14 @@ fn check(result: libc::c_int) -> io::Result<()> {
 /// Listen at [`RUNTIME_API_ADDRESS`] and hand the socket to the server over `channel`.
 pub(crate) fn send_runtime_api_listener(channel: RawFd) -> io::Result<()> {
     let listener = TcpListener::bind(RUNTIME_API_ADDRESS)?;
-    let fds = [listener.as_raw_fd()];
-    let message = [ControlMessage::ScmRights(&fds)];
-    let payload = [IoSlice::new(b"L")];
-    sendmsg::<()>(channel, &payload, &message, MsgFlags::empty(), None)?;
+    send_with_fds(channel, b"L", &[listener.as_raw_fd()])?;
     Ok(())
 }
 
 /// The server's side: wait for the environment's Runtime API listener on `channel`.
 pub fn receive_runtime_api_listener(channel: &UnixStream) -> io::Result<TcpListener> {
-    let mut byte = [0u8; 1];
-    let mut payload = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let message = recvmsg::<()>(
-        channel.as_raw_fd(),
-        &mut payload,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut received = None;
-    for control in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = control {
-            for fd in fds {
-                // SAFETY: SCM_RIGHTS installed `fd` in this process for us alone; taking
-                // ownership here closes it exactly once.
-                let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-                received.get_or_insert(owned);
-            }
-        }
-    }
-    match received {
+    let (_, fds) = receive_with_fds(channel.as_raw_fd(), &mut [0u8; 1])?;
+    match fds.into_iter().next() {
         Some(fd) => Ok(TcpListener::from(fd)),
         None => Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,

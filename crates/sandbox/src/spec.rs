@@ -1,12 +1,12 @@
 //! What a sandbox looks like: serialized by the server, read by `kappa __sandbox-init`.
 
 use std::fs::File;
-use std::io::{self, IoSlice, IoSliceMut, Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
 
-use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use crate::fd_passing::{receive_with_fds, send_with_fds};
 
 use serde::{Deserialize, Serialize};
 
@@ -91,18 +91,9 @@ pub struct SandboxSpec {
 /// small fraction of it).
 const MAX_SPEC_BYTES: u32 = 1 << 20;
 
-/// Most descriptors a spec carries: one detached mount per bind.
-pub const MAX_SPEC_FDS: usize = 8;
-
 /// Send `spec` over the channel: a little-endian length, then the JSON; `trees`, the detached
-/// mounts of its binds in order (see [`crate::detached_mount`]), ride on the first bytes.
+/// mounts of its binds in order (see [`crate::clone_tree`]), ride on the first bytes.
 pub fn write_spec(channel: &UnixStream, spec: &SandboxSpec, trees: &[OwnedFd]) -> io::Result<()> {
-    if trees.len() > MAX_SPEC_FDS {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            "too many binds for one sandbox",
-        ));
-    }
     let json = serde_json::to_vec(spec).map_err(io::Error::other)?;
     let length = u32::try_from(json.len())
         .ok()
@@ -112,44 +103,15 @@ pub fn write_spec(channel: &UnixStream, spec: &SandboxSpec, trees: &[OwnedFd]) -
     message.extend_from_slice(&length.to_le_bytes());
     message.extend_from_slice(&json);
     let fds: Vec<RawFd> = trees.iter().map(AsRawFd::as_raw_fd).collect();
-    let control = [ControlMessage::ScmRights(&fds)];
-    let control: &[ControlMessage] = if fds.is_empty() { &[] } else { &control };
-    let sent = sendmsg::<()>(
-        channel.as_raw_fd(),
-        &[IoSlice::new(&message)],
-        control,
-        MsgFlags::empty(),
-        None,
-    )?;
-    let rest = message.get(sent..).unwrap_or_default();
+    let sent = send_with_fds(channel.as_raw_fd(), &message, &fds)?;
     let mut channel = channel;
-    channel.write_all(rest)
+    channel.write_all(message.get(sent..).unwrap_or_default())
 }
 
 /// Wait for the spec on the channel, with the detached mounts of its binds.
 pub(crate) fn read_spec(channel: &mut File) -> io::Result<(SandboxSpec, Vec<OwnedFd>)> {
     let mut length = [0u8; 4];
-    let mut space = nix::cmsg_space!([RawFd; MAX_SPEC_FDS]);
-    let (received, trees) = {
-        let mut payload = [IoSliceMut::new(&mut length)];
-        let message = recvmsg::<()>(
-            channel.as_raw_fd(),
-            &mut payload,
-            Some(&mut space),
-            MsgFlags::MSG_CMSG_CLOEXEC,
-        )?;
-        let mut trees = Vec::new();
-        for control in message.cmsgs()? {
-            if let ControlMessageOwned::ScmRights(fds) = control {
-                for fd in fds {
-                    // SAFETY: SCM_RIGHTS installed `fd` in this process for us alone; taking
-                    // ownership here closes it exactly once.
-                    trees.push(unsafe { OwnedFd::from_raw_fd(fd) });
-                }
-            }
-        }
-        (message.bytes, trees)
-    };
+    let (received, trees) = receive_with_fds(channel.as_raw_fd(), &mut length)?;
     if received == 0 {
         return Err(io::Error::new(
             io::ErrorKind::UnexpectedEof,
