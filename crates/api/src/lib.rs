@@ -29,9 +29,27 @@ use crate::routes::{
     tags, versions,
 };
 
-/// What every handler can reach.
+/// What every handler can reach, shared: each request clones only the pointer (the services
+/// themselves hold strings and many `Arc`s).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl From<Services> for AppState {
+    fn from(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+/// The services behind the API.
+pub struct Services {
     pub functions: FunctionService,
     pub invoker: Arc<dyn Invoker>,
     pub event_invoke_configs: EventInvokeConfigService,

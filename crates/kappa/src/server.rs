@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use kappa_api::AppState;
+use kappa_api::Services;
 use kappa_api::auth::AcceptAnyCredentials;
 use kappa_core::control::concurrency::ConcurrencyService;
 use kappa_core::control::event_invoke_config::EventInvokeConfigService;
@@ -114,7 +114,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
     let address = listener.local_addr().context("reading the bound address")?;
-    let app = kappa_api::router(AppState {
+    let app = kappa_api::router(kappa_api::AppState::from(Services {
         functions,
         invoker: invocations.clone(),
         event_invoke_configs,
@@ -123,7 +123,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
         logs,
         authenticator: Arc::new(AcceptAnyCredentials),
         public_address: address.to_string(),
-    });
+    }));
     tracing::info!(
         %address,
         data_dir = %data_dir.root().display(),
