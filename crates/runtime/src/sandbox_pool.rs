@@ -5,11 +5,11 @@
 //! fresh cgroup (on cgroup v1 a move between groups waits for an RCU grace period: milliseconds),
 //! entered its namespaces and, with an isolated network, brought up loopback and handed back its
 //! Runtime API listener; built its root file system and `pivot_root`ed into it; compiled its
-//! seccomp filter; and started its PID namespace's init, which mounted `/proc`. That init then
-//! waits on the channel for the function's `SandboxSpec`. A cold start takes one from the pool
-//! and pays only for the function's part: its binds (sent as detached mounts), the runtime's
-//! fork, the switch to the sandbox user and the runtime itself. The pool refills in the
-//! background.
+//! seccomp filter; and started its PID namespace's init, which mounted `/proc` and forked the
+//! runtime's process. That process waits on the channel for the function's `SandboxSpec`. A cold
+//! start takes one from the pool and pays only for the function's part: its binds (sent as
+//! detached mounts), the switch to the sandbox user and the runtime itself. The pool refills in
+//! the background.
 
 use std::collections::VecDeque;
 use std::io::PipeReader;

@@ -145,12 +145,13 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     )
     .map_err(SandboxError::PrivateMounts)?;
     crate::root_fs::build_and_enter()?;
-    // The namespace's init mounts /proc, then waits for the spec and starts the runtime.
+    // The namespace's init mounts /proc and forks the runtime's process, which waits for the
+    // spec.
     crate::pid_namespace::run(channel, filter)
 }
 
 /// The function's part, once its spec and the detached mounts of its binds have arrived (in the
-/// PID namespace's init, uid 0, in the finished root): attach the binds, name the host.
+/// runtime's process, pid 2, still uid 0, in the finished root): attach the binds, name the host.
 pub(crate) fn receive_function(channel: std::fs::File) -> Result<SandboxSpec, SandboxError> {
     let mut channel = channel;
     let (spec, trees) = read_spec(&mut channel).map_err(SandboxError::Spec)?;

@@ -3,8 +3,8 @@
 //! It holds, read-only, the host's system directories a runtime needs (programs and shared
 //! libraries), an `/etc` made of a short list of host files plus Kappa's own `passwd` and
 //! `group`, a minimal `/dev`, empty mount points for the environment's binds (`/var/task`,
-//! `/var/runtime`, `/opt`, `/var/lang`, `/tmp`) and an empty `/proc` for the PID namespace's init
-//! to mount. It is built while the sandbox waits in the pool; the binds are attached when the
+//! `/var/runtime`, `/opt`, `/tmp`; `/var/lang` is made when a runtime needs it) and an empty
+//! `/proc` for the PID namespace's init to mount. It is built while the sandbox waits in the pool; the binds are attached when the
 //! function is known. Nothing else of the host exists inside: not `/root`, `/home`, `/srv`, the
 //! data dir or other functions.
 
