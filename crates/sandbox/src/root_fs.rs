@@ -69,17 +69,12 @@ const VAR: &str = "/var";
 /// make it `/`, read-only.
 pub(crate) fn build_and_enter() -> Result<(), SandboxError> {
     let root = Path::new(STAGING);
-    mount(
-        Some("tmpfs"),
+    mount_tmpfs(
         root,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755,size=1m"),
-    )
-    .map_err(|source| SandboxError::Root {
-        step: "mounting the root tmpfs",
-        source,
-    })?;
+        MsFlags::MS_NODEV,
+        "size=1m",
+        "mounting the root tmpfs",
+    )?;
     for dir in SYSTEM_DIRS {
         show_system_dir(root, Path::new(dir))?;
     }
@@ -87,17 +82,7 @@ pub(crate) fn build_and_enter() -> Result<(), SandboxError> {
     build_dev(root)?;
     let var = inside(root, Path::new(VAR));
     make_dir(&var)?;
-    mount(
-        Some("tmpfs"),
-        &var,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some("mode=755,size=64k"),
-    )
-    .map_err(|source| SandboxError::Root {
-        step: "mounting /var",
-        source,
-    })?;
+    mount_tmpfs(&var, MsFlags::MS_NODEV, "size=64k", "mounting /var")?;
     for target in BIND_TARGETS {
         make_dir(&inside(root, Path::new(target)))?;
     }
@@ -152,6 +137,24 @@ fn enter(root: &Path) -> Result<(), SandboxError> {
     umount2(".", MntFlags::MNT_DETACH).map_err(step("detaching the host's root"))?;
     chdir("/").map_err(step("entering /"))?;
     remount_read_only(Path::new("/"), MsFlags::empty()).map_err(step("making / read-only"))
+}
+
+/// A fresh tmpfs (mode 755, nosuid, plus `flags`) of `size` at `target`.
+fn mount_tmpfs(
+    target: &Path,
+    flags: MsFlags,
+    size: &str,
+    step: &'static str,
+) -> Result<(), SandboxError> {
+    let options = format!("mode=755,{size}");
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | flags,
+        Some(options.as_str()),
+    )
+    .map_err(|source| SandboxError::Root { step, source })
 }
 
 fn inside(root: &Path, path: &Path) -> PathBuf {
@@ -233,17 +236,7 @@ fn build_etc(root: &Path) -> Result<(), SandboxError> {
 fn build_dev(root: &Path) -> Result<(), SandboxError> {
     let dev = root.join("dev");
     make_dir(&dev)?;
-    mount(
-        Some("tmpfs"),
-        &dev,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("mode=755,size=64k"),
-    )
-    .map_err(|source| SandboxError::Root {
-        step: "mounting /dev",
-        source,
-    })?;
+    mount_tmpfs(&dev, MsFlags::MS_NOEXEC, "size=64k", "mounting /dev")?;
     for name in DEVICES {
         let host = Path::new("/dev").join(name);
         if !host.exists() {
