@@ -13,4 +13,9 @@ if __name__ == "__main__":
         sys.path.insert(0, runtime_dir)
     from kappa_python_runtime.main import main
 
+    prestart_fd = os.environ.pop("_KAPPA_PRESTART_FD", None)
+    if prestart_fd is not None:  # started ahead of the function: see prestart.py
+        from kappa_python_runtime.prestart import wait_for_function
+
+        wait_for_function(int(prestart_fd))
     main()

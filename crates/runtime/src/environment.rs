@@ -139,40 +139,7 @@ impl ExecutionEnvironment {
     ) -> Result<Self, StartFailure> {
         let ExtractedFiles { code_dir, opt_dir } = files;
         let started = Instant::now();
-        // Spawned, in its cgroup and namespaces already if it came from the pool.
-        let mut sandbox = settings
-            .sandboxes
-            .take(settings.network.for_function(version))
-            .await
-            .map_err(|message| platform_failure(request_id, &std::io::Error::other(message)))?;
-        let id = sandbox.id.clone();
-        let stream = format!(
-            "{}/[{}]{id}",
-            chrono::Utc::now().format("%Y/%m/%d"),
-            version.version
-        );
-        let log_reader = sandbox
-            .log_reader
-            .try_clone()
-            .map_err(|e| platform_failure(request_id, &e))?;
-        let logs = LogCapture::start(log_reader, &version.log_group(), &stream, writer.clone())
-            .map_err(|e| platform_failure(request_id, &e))?;
         let runtime = version.settings.runtime.as_deref().unwrap_or("provided");
-        logs.platform_line(&format!(
-            "INIT_START Runtime Version: kappa:{runtime}\tRuntime Version ARN: arn:aws:lambda:{}::runtime:kappa-{runtime}\n",
-            settings.region
-        ));
-        let init_failure = InitFailure {
-            request_id,
-            version: &version.version,
-            memory_size: version.settings.memory_size,
-            started,
-        };
-        let fail = |error_type: &str, message: String, logs: &LogCapture| {
-            let body = json!({ "errorType": error_type, "errorMessage": format!("RequestId: {request_id} Error: {message}") });
-            init_failure.report(logs, error_type, body.to_string().into_bytes())
-        };
-
         let runtime_dir = settings
             .runtime_dir
             .join(crate::bootstraps::family(runtime));
@@ -188,21 +155,68 @@ impl ExecutionEnvironment {
                 false,
             ),
         };
-        let mut argv = match launch::command_line(
+        let mut command = launch::command_line(
             version,
             &layout,
             &code_dir,
             &opt_dir,
             &runtime_dir,
             &settings.interpreters,
-        ) {
+        );
+        let lang_source = command
+            .as_mut()
+            .ok()
+            .and_then(|argv| launch::relocate_interpreter(argv, &layout));
+        let prestart = command.as_ref().ok().and_then(|argv| {
+            launch::prestart(
+                runtime,
+                argv,
+                &layout,
+                &runtime_dir,
+                lang_source.as_deref(),
+                OPEN_FILES_LIMIT,
+            )
+        });
+        // Spawned, in its cgroup and namespaces already if it came from the pool (with the
+        // runtime started in it if it came from the runtime's pool).
+        let mut sandbox = settings
+            .sandboxes
+            .take(settings.network.for_function(version), prestart)
+            .await
+            .map_err(|message| platform_failure(request_id, &std::io::Error::other(message)))?;
+        let id = sandbox.id.clone();
+        let stream = format!(
+            "{}/[{}]{id}",
+            chrono::Utc::now().format("%Y/%m/%d"),
+            version.version
+        );
+        let log_reader = sandbox
+            .log_reader
+            .try_clone()
+            .map_err(|e| platform_failure(request_id, &e))?;
+        let logs = LogCapture::start(log_reader, &version.log_group(), &stream, writer.clone())
+            .map_err(|e| platform_failure(request_id, &e))?;
+        logs.platform_line(&format!(
+            "INIT_START Runtime Version: kappa:{runtime}\tRuntime Version ARN: arn:aws:lambda:{}::runtime:kappa-{runtime}\n",
+            settings.region
+        ));
+        let init_failure = InitFailure {
+            request_id,
+            version: &version.version,
+            memory_size: version.settings.memory_size,
+            started,
+        };
+        let fail = |error_type: &str, message: String, logs: &LogCapture| {
+            let body = json!({ "errorType": error_type, "errorMessage": format!("RequestId: {request_id} Error: {message}") });
+            init_failure.report(logs, error_type, body.to_string().into_bytes())
+        };
+        let argv = match command {
             Ok(argv) => argv,
             Err(err @ launch::LaunchError::NoBootstrap { .. }) => {
                 return Err(fail("Runtime.InvalidEntrypoint", err.to_string(), &logs));
             }
             Err(err) => return Err(fail("Runtime.Unknown", err.to_string(), &logs)),
         };
-        let lang_source = launch::relocate_interpreter(&mut argv, &layout);
         // In its own network namespace the sandbox made the Runtime API listener inside;
         // otherwise the API listens on the host's loopback.
         let api_inside = sandbox.api_listener.is_some();
@@ -288,11 +302,6 @@ impl ExecutionEnvironment {
                         writable: false,
                     },
                     Bind {
-                        source: runtime_dir.clone(),
-                        target: layout.runtime_dir.clone(),
-                        writable: false,
-                    },
-                    Bind {
                         source: opt_dir.clone(),
                         target: layout.opt_dir.clone(),
                         writable: false,
@@ -303,13 +312,11 @@ impl ExecutionEnvironment {
                         writable: true,
                     },
                 ];
-                if let (Some(source), Some(target)) = (lang_source, layout.lang_dir.clone()) {
-                    binds.push(Bind {
-                        source,
-                        target,
-                        writable: false,
-                    });
-                }
+                binds.extend(launch::runtime_binds(
+                    &layout,
+                    &runtime_dir,
+                    lang_source.as_deref(),
+                ));
                 binds
             } else {
                 Vec::new()

@@ -112,7 +112,7 @@ impl FunctionRuntime {
             keep_alive: settings.keep_alive,
             provisioning_closed: tokio::sync::Mutex::new(false),
         });
-        runtime.environments.sandboxes.refill();
+        runtime.environments.sandboxes.fill();
         provisioned::spawn_keeper(Arc::downgrade(&runtime));
         let weak = Arc::downgrade(&runtime);
         tokio::spawn(async move {

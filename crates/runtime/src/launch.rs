@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use kappa_core::function::FunctionVersion;
 use kappa_core::runtime;
+use kappa_sandbox::{Bind, PrestartedRuntime};
 use thiserror::Error;
 
 /// Set only with `--isolation unsafe-none`: where the layers are, since nothing is at `/opt`.
@@ -274,19 +275,10 @@ pub fn environment(
 ) -> Vec<(String, String)> {
     let settings = &version.settings;
     let runtime = settings.runtime.as_deref().unwrap_or("provided.al2023");
-    let mut path = String::new();
-    if let Some(dir) = interpreter_dir {
-        path.push_str(&dir.display().to_string());
-        path.push(':');
-    }
-    let opt_dir = layout.opt_dir.display().to_string();
-    path.push_str("/usr/local/bin:/usr/bin/:/bin:");
-    path.push_str(&opt_dir);
-    path.push_str("/bin");
     let task_root = layout.task_root.display().to_string();
     let mut vars: Vec<(String, String)> = vec![
         ("AWS_LAMBDA_RUNTIME_API".into(), runtime_api.into()),
-        ("LAMBDA_TASK_ROOT".into(), task_root.clone()),
+        ("LAMBDA_TASK_ROOT".into(), task_root),
         (
             "LAMBDA_RUNTIME_DIR".into(),
             layout.runtime_dir.display().to_string(),
@@ -305,22 +297,8 @@ pub fn environment(
         ("AWS_LAMBDA_INITIALIZATION_TYPE".into(), "on-demand".into()),
         ("AWS_REGION".into(), region.into()),
         ("AWS_DEFAULT_REGION".into(), region.into()),
-        ("TZ".into(), ":UTC".into()),
-        ("LANG".into(), "en_US.UTF-8".into()),
-        ("PATH".into(), path),
-        (
-            "LD_LIBRARY_PATH".into(),
-            format!(
-                "{lang}/lib64:/usr/lib64:{runtime}:{runtime}/lib:{task_root}:{task_root}/lib:{opt_dir}/lib",
-                runtime = layout.runtime_dir.display(),
-                lang = layout
-                    .lang_dir
-                    .as_ref()
-                    .map(|lang| format!("{}/lib:", lang.display()))
-                    .unwrap_or_default()
-            ),
-        ),
     ];
+    vars.extend(start_environment(layout, interpreter_dir));
     if let Some(handler) = &settings.handler {
         vars.push(("_HANDLER".into(), handler.clone()));
     }
@@ -338,6 +316,85 @@ pub fn environment(
         vars.push((key.clone(), value.clone()));
     }
     vars
+}
+
+/// The variables every environment of a runtime gets whatever its function, which include
+/// those the dynamic loader and interpreters read as the process starts. `interpreter_dir` (a
+/// managed runtime's `bin`) goes first on `PATH`.
+pub fn start_environment(layout: &Layout, interpreter_dir: Option<&Path>) -> Vec<(String, String)> {
+    let mut path = String::new();
+    if let Some(dir) = interpreter_dir {
+        path.push_str(&dir.display().to_string());
+        path.push(':');
+    }
+    let opt_dir = layout.opt_dir.display().to_string();
+    path.push_str("/usr/local/bin:/usr/bin/:/bin:");
+    path.push_str(&opt_dir);
+    path.push_str("/bin");
+    vec![
+        ("TZ".into(), ":UTC".into()),
+        ("LANG".into(), "en_US.UTF-8".into()),
+        ("PATH".into(), path),
+        (
+            "LD_LIBRARY_PATH".into(),
+            format!(
+                "{lang}/lib64:/usr/lib64:{runtime}:{runtime}/lib:{task_root}:{task_root}/lib:{opt_dir}/lib",
+                runtime = layout.runtime_dir.display(),
+                task_root = layout.task_root.display(),
+                lang = layout
+                    .lang_dir
+                    .as_ref()
+                    .map(|lang| format!("{}/lib:", lang.display()))
+                    .unwrap_or_default()
+            ),
+        ),
+    ]
+}
+
+/// The runtime's own directories, shown read-only whatever its function: its bootstrap
+/// (`host_runtime_dir`) at `layout.runtime_dir` and, if the interpreter was relocated, the host
+/// prefix `lang_source` at `layout.lang_dir`.
+pub fn runtime_binds(
+    layout: &Layout,
+    host_runtime_dir: &Path,
+    lang_source: Option<&Path>,
+) -> Vec<Bind> {
+    let mut binds = vec![Bind {
+        source: host_runtime_dir.to_owned(),
+        target: layout.runtime_dir.clone(),
+        writable: false,
+    }];
+    if let (Some(source), Some(target)) = (lang_source, layout.lang_dir.clone()) {
+        binds.push(Bind {
+            source: source.to_owned(),
+            target,
+            writable: false,
+        });
+    }
+    binds
+}
+
+/// How the environments of `runtime`, started with `argv`, can have their runtime started before
+/// their function is known. Only Kappa's Python runtime waits for its function when started so
+/// (see `runtimes/python/README.md`); other runtimes get `None`.
+pub fn prestart(
+    runtime: &str,
+    argv: &[String],
+    layout: &Layout,
+    host_runtime_dir: &Path,
+    lang_source: Option<&Path>,
+    open_files_limit: u64,
+) -> Option<PrestartedRuntime> {
+    if !runtime.starts_with("python") || argv.len() < 2 {
+        return None;
+    }
+    let interpreter_dir = Path::new(argv.first()?).parent();
+    Some(PrestartedRuntime {
+        binds: runtime_binds(layout, host_runtime_dir, lang_source),
+        argv: argv.to_vec(),
+        env: start_environment(layout, interpreter_dir),
+        open_files_limit,
+    })
 }
 
 #[cfg(test)]

@@ -11,22 +11,25 @@
 //! detached mounts), the switch to the sandbox user and the runtime itself. The pool refills in
 //! the background.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::PipeReader;
 use std::os::unix::net::UnixStream;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kappa_sandbox::{
-    CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, SandboxBase, SandboxNetwork,
-    SandboxSpec,
+    CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, PrestartedRuntime, SandboxBase,
+    SandboxNetwork, SandboxSpec,
 };
 use nix::unistd::Pid;
 
 /// Memory a pooled sandbox's group starts with, before a function sets its own.
 const POOLED_MEMORY_MB: u64 = 128;
+
+/// Managed runtimes kept prestarted at once; the one taken from least recently makes way.
+const MAX_PRESTARTED_RUNTIMES: usize = 4;
 
 /// One sandbox, entered and waiting for its function.
 #[derive(Debug)]
@@ -41,6 +44,8 @@ pub struct PreparedSandbox {
     /// The Runtime API listener made inside the sandbox's network namespace, if it has one.
     pub api_listener: Option<std::net::TcpListener>,
     pub cgroup: Option<Arc<EnvironmentCgroup>>,
+    /// The runtime already started in it, waiting for its function.
+    pub prestarted: Option<Arc<PrestartedRuntime>>,
 }
 
 impl PreparedSandbox {
@@ -58,8 +63,16 @@ impl PreparedSandbox {
     }
 
     /// Hand the function's part over, its binds as detached mounts of their sources; the
-    /// sandbox attaches them in its root and starts the runtime.
+    /// sandbox attaches them in its root and starts (or releases) the runtime. Binds a
+    /// prestarted runtime already has are not sent again.
     pub fn send(&mut self, spec: &SandboxSpec) -> std::io::Result<()> {
+        let early = self
+            .prestarted
+            .as_ref()
+            .map(|runtime| runtime.binds.as_slice())
+            .unwrap_or_default();
+        let mut spec = spec.clone();
+        spec.binds.retain(|bind| !early.contains(bind));
         let trees = spec
             .binds
             .iter()
@@ -72,7 +85,7 @@ impl PreparedSandbox {
                 })
             })
             .collect::<std::io::Result<Vec<_>>>()?;
-        kappa_sandbox::write_spec(&self.channel, spec, &trees)
+        kappa_sandbox::write_spec(&self.channel, &spec, &trees)
     }
 
     fn is_waiting(&mut self) -> bool {
@@ -80,7 +93,41 @@ impl PreparedSandbox {
     }
 }
 
-/// Starts sandboxes, keeping up to `pool_size` prepared ones waiting.
+/// What a pool holds sandboxes for: any function, or the functions of one managed runtime,
+/// whose interpreter is started in them.
+type PoolKey = Option<Arc<PrestartedRuntime>>;
+
+/// The sandboxes waiting for one kind of start, and how many more are being prepared.
+#[derive(Debug)]
+struct Pool {
+    ready: VecDeque<PreparedSandbox>,
+    preparing: usize,
+    last_taken: Instant,
+}
+
+impl Pool {
+    fn new() -> Self {
+        Self {
+            ready: VecDeque::new(),
+            preparing: 0,
+            last_taken: Instant::now(),
+        }
+    }
+
+    /// The first sandbox still waiting; those that died while waiting are dropped.
+    fn pop_waiting(&mut self) -> Option<PreparedSandbox> {
+        self.last_taken = Instant::now();
+        while let Some(mut sandbox) = self.ready.pop_front() {
+            if sandbox.is_waiting() {
+                return Some(sandbox);
+            }
+        }
+        None
+    }
+}
+
+/// Starts sandboxes, keeping up to `pool_size` prepared ones waiting for any function and as
+/// many for each managed runtime that can be prestarted and was asked for recently.
 #[derive(Debug)]
 pub struct SandboxLauncher {
     init_program: std::path::PathBuf,
@@ -90,8 +137,7 @@ pub struct SandboxLauncher {
     /// How long `__sandbox-init` may take to hand over its Runtime API listener.
     handover_limit: Duration,
     pool_size: usize,
-    ready: Mutex<VecDeque<PreparedSandbox>>,
-    preparing: AtomicUsize,
+    pools: Mutex<HashMap<PoolKey, Pool>>,
     /// Set at shutdown: nothing more is prepared, and what is still being prepared is dropped.
     closed: AtomicBool,
 }
@@ -112,8 +158,7 @@ impl SandboxLauncher {
             cgroups,
             handover_limit,
             pool_size,
-            ready: Mutex::new(VecDeque::new()),
-            preparing: AtomicUsize::new(0),
+            pools: Mutex::new(HashMap::from([(None, Pool::new())])),
             closed: AtomicBool::new(false),
         })
     }
@@ -128,88 +173,118 @@ impl SandboxLauncher {
         self.isolation == Isolation::MountNamespace && network == SandboxNetwork::Isolated
     }
 
-    /// A sandbox with `network` for a new environment: a pooled one if one is waiting (the pool
-    /// holds sandboxes of the server's default network), else one prepared now. Either way the
-    /// pool is topped up in the background.
+    /// A sandbox with `network` for a new environment: one with `prestart`'s runtime already
+    /// started if one is waiting, else a pooled one for any function (the pools hold sandboxes
+    /// of the server's default network), else one prepared now. Whatever pool was asked is
+    /// topped up in the background; asking for a runtime's the first time creates its pool.
     pub async fn take(
         self: &Arc<Self>,
         network: SandboxNetwork,
+        prestart: Option<PrestartedRuntime>,
     ) -> Result<PreparedSandbox, String> {
         if network != self.network {
-            return self.prepare(network).await;
+            return self.prepare(network, None).await;
         }
-        let pooled = loop {
-            let next = self
-                .ready
-                .lock()
-                .ok()
-                .and_then(|mut ready| ready.pop_front());
-            match next {
-                Some(mut sandbox) => {
-                    if sandbox.is_waiting() {
-                        break Some(sandbox);
-                    } // else it died while waiting: take the next one
-                }
-                None => break None,
+        if let Some(runtime) = prestart.filter(|_| self.isolation == Isolation::MountNamespace) {
+            let key = Some(Arc::new(runtime));
+            let prestarted = self.pop(&key);
+            self.refill(&key);
+            if let Some(sandbox) = prestarted {
+                return Ok(sandbox);
             }
-        };
-        self.refill();
+        }
+        let pooled = self.pop(&None);
+        self.refill(&None);
         match pooled {
             Some(sandbox) => Ok(sandbox),
-            None => self.prepare(network).await,
+            None => self.prepare(network, None).await,
         }
     }
 
-    /// Start preparing sandboxes until the pool (counting those under way) is full.
-    pub fn refill(self: &Arc<Self>) {
+    /// A waiting sandbox from `key`'s pool, which is created (making way for it if there are
+    /// too many) if it does not exist.
+    fn pop(&self, key: &PoolKey) -> Option<PreparedSandbox> {
+        let mut evicted = None;
+        let taken = {
+            let mut pools = self.pools.lock().ok()?;
+            if !pools.contains_key(key) {
+                let prestarted = pools.keys().filter(|k| k.is_some()).count();
+                if prestarted >= MAX_PRESTARTED_RUNTIMES {
+                    let oldest = pools
+                        .iter()
+                        .filter(|(k, _)| k.is_some())
+                        .min_by_key(|(_, pool)| pool.last_taken)
+                        .map(|(k, _)| k.clone());
+                    evicted = oldest.and_then(|k| pools.remove(&k));
+                }
+                pools.insert(key.clone(), Pool::new());
+            }
+            pools.get_mut(key).and_then(Pool::pop_waiting)
+        };
+        drop(evicted); // its sandboxes are killed outside the lock
+        taken
+    }
+
+    /// Start preparing sandboxes until `key`'s pool (counting those under way) is full.
+    fn refill(self: &Arc<Self>, key: &PoolKey) {
         loop {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            let waiting = self.ready.lock().map(|ready| ready.len()).unwrap_or(0);
-            let preparing = self.preparing.load(Ordering::Acquire);
-            if waiting + preparing >= self.pool_size {
-                return;
-            }
-            if self
-                .preparing
-                .compare_exchange(
-                    preparing,
-                    preparing + 1,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                )
-                .is_err()
             {
-                continue;
+                let Ok(mut pools) = self.pools.lock() else {
+                    return;
+                };
+                let Some(pool) = pools.get_mut(key) else {
+                    return;
+                };
+                if pool.ready.len() + pool.preparing >= self.pool_size {
+                    return;
+                }
+                pool.preparing += 1;
             }
             let launcher = Arc::clone(self);
+            let key = key.clone();
             tokio::spawn(async move {
-                let prepared = launcher.prepare(launcher.network).await;
-                match prepared {
-                    Ok(sandbox) => {
-                        if let Ok(mut ready) = launcher.ready.lock()
-                            && !launcher.closed.load(Ordering::Acquire)
-                        {
-                            ready.push_back(sandbox);
-                        }
-                    }
-                    Err(err) => {
+                let prepared = launcher
+                    .prepare(launcher.network, key.clone())
+                    .await
+                    .inspect_err(|err| {
                         tracing::warn!(error = %err, "could not prepare a sandbox for the pool")
+                    })
+                    .ok();
+                let mut unused = None;
+                if let Ok(mut pools) = launcher.pools.lock() {
+                    match pools.get_mut(&key) {
+                        Some(pool) => {
+                            pool.preparing = pool.preparing.saturating_sub(1);
+                            match prepared {
+                                Some(sandbox) if !launcher.closed.load(Ordering::Acquire) => {
+                                    pool.ready.push_back(sandbox)
+                                }
+                                other => unused = other,
+                            }
+                        }
+                        None => unused = prepared, // its pool was evicted meanwhile
                     }
                 }
-                launcher.preparing.fetch_sub(1, Ordering::AcqRel);
+                drop(unused);
             });
         }
+    }
+
+    /// Start preparing sandboxes for any function until that pool is full.
+    pub fn fill(self: &Arc<Self>) {
+        self.refill(&None);
     }
 
     /// At shutdown: stop preparing, and stop and remove every waiting sandbox.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
         let waiting = self
-            .ready
+            .pools
             .lock()
-            .map(|mut ready| std::mem::take(&mut *ready))
+            .map(|mut pools| std::mem::take(&mut *pools))
             .unwrap_or_default();
         drop(waiting);
     }
@@ -225,8 +300,13 @@ impl SandboxLauncher {
         }
     }
 
-    /// Spawn `__sandbox-init` into a fresh cgroup and wait until it is entered and waiting.
-    async fn prepare(&self, network: SandboxNetwork) -> Result<PreparedSandbox, String> {
+    /// Spawn `__sandbox-init` into a fresh cgroup and wait until it is entered and waiting (with
+    /// `prestart`, with that runtime started in it).
+    async fn prepare(
+        &self,
+        network: SandboxNetwork,
+        prestart: PoolKey,
+    ) -> Result<PreparedSandbox, String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let cgroup = match &self.cgroups {
             Some(manager) => Some(create_cgroup(manager, &id).await?),
@@ -237,6 +317,7 @@ impl SandboxLauncher {
             network,
             parent_pid: i32::try_from(std::process::id()).ok(),
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
+            prestart: prestart.as_deref().cloned(),
         };
         let base_json = base.to_json().map_err(|e| format!("sandbox base: {e}"))?;
         let (log_reader, log_writer) = std::io::pipe().map_err(|e| format!("log pipe: {e}"))?;
@@ -270,6 +351,7 @@ impl SandboxLauncher {
             log_reader,
             api_listener: None,
             cgroup,
+            prestarted: prestart,
         };
         if self.api_inside(network) {
             let channel = sandbox

@@ -109,6 +109,7 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     {
         return Err(SandboxError::ParentGone);
     }
+    close_inherited_on_exec();
     // First, before anything can fork: every process of the environment is in its cgroup.
     if !base.cgroup_procs.is_empty() {
         crate::join_cgroup(&base.cgroup_procs).map_err(SandboxError::Cgroup)?;
@@ -121,7 +122,7 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
         let (spec, _trees) = read_spec(&mut channel).map_err(SandboxError::Spec)?;
         drop(channel);
         stdin_from_null()?;
-        return exec_runtime(&spec, &filter, false);
+        return exec_runtime(&spec.command(), &filter, false);
     }
     let mut namespaces = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWUTS
@@ -144,10 +145,44 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
         None::<&str>,
     )
     .map_err(SandboxError::PrivateMounts)?;
-    crate::root_fs::build_and_enter()?;
+    let prestart = base.prestart.as_ref();
+    crate::root_fs::build_and_enter(prestart.map(|p| p.binds.as_slice()).unwrap_or_default())?;
     // The namespace's init mounts /proc and forks the runtime's process, which waits for the
-    // spec.
-    crate::pid_namespace::run(channel, filter)
+    // spec (or, prestarted, is started at once and waits for its function).
+    crate::pid_namespace::run(channel, filter, prestart)
+}
+
+/// Descriptors this process inherited beyond the standard three (left open by whoever started
+/// the server: a shell, a CI runner) are not the runtime's: all are closed at its `exec`. The
+/// ones the sandbox hands the runtime on purpose are made inheritable when they are made.
+fn close_inherited_on_exec() {
+    // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags; it reads and
+    // writes no memory of this process.
+    let set = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        )
+    };
+    if set == 0 {
+        return;
+    }
+    // Kernels before 5.11: one by one.
+    let Ok(entries) = std::fs::read_dir("/proc/self/fd") else {
+        return;
+    };
+    let fds: Vec<i32> = entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse().ok())
+        .filter(|fd| *fd > 2)
+        .collect();
+    for fd in fds {
+        // SAFETY: F_SETFD on a descriptor number only sets its flags (a number that is no
+        // longer open, such as the listing's own, fails with EBADF, which is ignored).
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
 }
 
 /// The function's part, once its spec and the detached mounts of its binds have arrived (in the
@@ -169,29 +204,50 @@ pub(crate) fn stdin_from_null() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// What the runtime's `execve` runs, and the limit and directory it runs with.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RuntimeCommand<'a> {
+    pub cwd: &'a Path,
+    /// `argv[0]` is an absolute path.
+    pub argv: &'a [String],
+    pub env: &'a [(String, String)],
+    pub open_files_limit: u64,
+}
+
+impl SandboxSpec {
+    pub(crate) fn command(&self) -> RuntimeCommand<'_> {
+        RuntimeCommand {
+            cwd: &self.cwd,
+            argv: &self.argv,
+            env: &self.env,
+            open_files_limit: self.open_files_limit,
+        }
+    }
+}
+
 /// Apply the last per-process settings and replace this process with the runtime.
 pub(crate) fn exec_runtime(
-    spec: &SandboxSpec,
+    command: &RuntimeCommand<'_>,
     filter: &SyscallFilter,
     isolated: bool,
 ) -> Result<Infallible, SandboxError> {
     setrlimit(
         Resource::RLIMIT_NOFILE,
-        spec.open_files_limit,
-        spec.open_files_limit,
+        command.open_files_limit,
+        command.open_files_limit,
     )
     .map_err(SandboxError::Rlimit)?;
-    chdir(&spec.cwd).map_err(|source| SandboxError::Chdir {
-        path: spec.cwd.clone(),
+    chdir(command.cwd).map_err(|source| SandboxError::Chdir {
+        path: command.cwd.to_owned(),
         source,
     })?;
-    let program = spec.argv.first().ok_or(SandboxError::NoProgram)?;
-    let argv = spec
+    let program = command.argv.first().ok_or(SandboxError::NoProgram)?;
+    let argv = command
         .argv
         .iter()
         .map(|a| CString::new(a.as_bytes()))
         .collect::<Result<Vec<_>, _>>()?;
-    let env = spec
+    let env = command
         .env
         .iter()
         .map(|(k, v)| CString::new(format!("{k}={v}")))

@@ -20,6 +20,7 @@ mod enter;
 mod fd_passing;
 mod network;
 mod pid_namespace;
+mod prestart;
 mod root_fs;
 mod spec;
 
@@ -28,7 +29,8 @@ pub use detached_mount::clone_tree;
 pub use enter::{SandboxError, enter};
 pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
 pub use spec::{
-    Bind, Isolation, SANDBOX_GID, SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
+    Bind, Isolation, PRESTART_FD_VARIABLE, PrestartedRuntime, RuntimeRelease, SANDBOX_GID,
+    SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
 };
 mod cgroup;
 pub use cgroup::{

@@ -10,7 +10,8 @@
 //!   while the sandbox waits in the pool, then reaps every orphan (as an init must) and reports
 //!   how the runtime ended through a pipe;
 //! - the **runtime** (pid 2 inside) waits for the function's spec, attaches its binds, sets the
-//!   host name, and is exec'd as without a PID namespace.
+//!   host name, and is exec'd as without a PID namespace. A prestarted runtime (see
+//!   `prestart.rs`) is exec'd at once instead, and the init receives and attaches the function.
 //!
 //! All three share the server-side process group and the environment's cgroup, so killing
 //! either ends them all.
@@ -24,7 +25,8 @@ use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
-use crate::enter::{SandboxError, exec_runtime, receive_function, stdin_from_null};
+use crate::enter::{RuntimeCommand, SandboxError, exec_runtime, receive_function, stdin_from_null};
+use crate::spec::PrestartedRuntime;
 use crate::{SyscallFilter, error_chain};
 
 /// Parts of `/proc` that change the whole host (sysctls, SysRq, IRQ affinity, bus and
@@ -37,9 +39,13 @@ const PROC_READ_ONLY: [&str; 5] = [
     "/proc/fs",
 ];
 
-/// Start the namespace's init, which waits on `channel` for the function, and relay its
-/// outcome; returns only on failure to start it.
-pub(crate) fn run(channel: File, filter: SyscallFilter) -> Result<Infallible, SandboxError> {
+/// Start the namespace's init, which waits on `channel` for the function (with `prestart`, after
+/// starting that runtime), and relay its outcome; returns only on failure to start it.
+pub(crate) fn run(
+    channel: File,
+    filter: SyscallFilter,
+    prestart: Option<&PrestartedRuntime>,
+) -> Result<Infallible, SandboxError> {
     let (report_read, report_write) = std::io::pipe().map_err(|e| {
         SandboxError::PidNamespace(nix::Error::try_from(e).unwrap_or(nix::Error::EIO))
     })?;
@@ -55,7 +61,7 @@ pub(crate) fn run(channel: File, filter: SyscallFilter) -> Result<Infallible, Sa
         }
         ForkResult::Child => {
             drop(report_read);
-            namespace_init(channel, &filter, report_write)
+            namespace_init(channel, &filter, prestart, report_write)
         }
     }
 }
@@ -88,23 +94,29 @@ fn relay(init: Pid, mut report: std::io::PipeReader) -> ! {
 
 /// Pid 2 of the namespace: receive the function (its binds attached), become the runtime.
 fn start_runtime(channel: File, filter: &SyscallFilter) -> ! {
-    let spec = match receive_function(channel) {
-        Ok(spec) => spec,
-        Err(err) => {
-            eprintln!(
-                "kappa: preparing the environment failed: {}",
-                error_chain(&err)
-            );
-            std::process::exit(125);
-        }
-    };
-    match exec_runtime(&spec, filter, true) {
+    let spec = receive_function(channel).unwrap_or_else(|err| preparation_failed(&err));
+    become_runtime(&spec.command(), filter)
+}
+
+/// `exec` the runtime (in a child of the namespace's init), or end this process saying why not.
+pub(crate) fn become_runtime(command: &RuntimeCommand<'_>, filter: &SyscallFilter) -> ! {
+    match exec_runtime(command, filter, true) {
         Ok(never) => match never {},
         Err(err) => {
             eprintln!("kappa: starting the runtime failed: {err}");
             std::process::exit(127);
         }
     }
+}
+
+/// Receiving or attaching the function failed: end, saying why. In the namespace's init this
+/// ends the whole environment.
+pub(crate) fn preparation_failed(err: &SandboxError) -> ! {
+    eprintln!(
+        "kappa: preparing the environment failed: {}",
+        error_chain(err)
+    );
+    std::process::exit(125);
 }
 
 /// End this process with `signal`, as the runtime ended.
@@ -119,7 +131,12 @@ fn die_by(signal_number: i32) -> ! {
 
 /// Pid 1 of the namespace: mount `/proc`, wait for the function, start its runtime, reap until
 /// it ends, report.
-fn namespace_init(channel: File, filter: &SyscallFilter, mut report: std::io::PipeWriter) -> ! {
+fn namespace_init(
+    channel: File,
+    filter: &SyscallFilter,
+    prestart: Option<&PrestartedRuntime>,
+    mut report: std::io::PipeWriter,
+) -> ! {
     // If the relay goes (the server died, and took the relay with it), so does this init, and
     // with it every process of the namespace.
     if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
@@ -147,24 +164,32 @@ fn namespace_init(channel: File, filter: &SyscallFilter, mut report: std::io::Pi
             std::process::exit(125);
         }
     }
-    // The runtime's process is forked now, ahead of its function: it waits for the spec, so
-    // a cold start does not pay for the fork.
-    // SAFETY: still single-threaded (this is the first child of a single-threaded process).
-    let runtime = match unsafe { fork() } {
-        Ok(ForkResult::Child) => {
-            drop(report);
-            start_runtime(channel, filter)
-        }
-        Ok(ForkResult::Parent { child }) => child,
-        Err(err) => {
-            eprintln!("kappa: starting the runtime failed: {err}");
-            std::process::exit(125);
+    let runtime = match prestart {
+        // This init receives the function and attaches it, then releases the runtime.
+        Some(prestart) => crate::prestart::start_then_release(channel, filter, prestart),
+        None => {
+            // The runtime's process is forked now, ahead of its function: it waits for the
+            // spec, so a cold start does not pay for the fork.
+            // SAFETY: still single-threaded (this is the first child of a single-threaded
+            // process).
+            let runtime = match unsafe { fork() } {
+                Ok(ForkResult::Child) => {
+                    drop(report);
+                    start_runtime(channel, filter)
+                }
+                Ok(ForkResult::Parent { child }) => child,
+                Err(err) => {
+                    eprintln!("kappa: starting the runtime failed: {err}");
+                    std::process::exit(125);
+                }
+            };
+            drop(channel);
+            if stdin_from_null().is_err() {
+                std::process::exit(125);
+            }
+            runtime
         }
     };
-    drop(channel);
-    if stdin_from_null().is_err() {
-        std::process::exit(125);
-    }
     loop {
         match waitpid(None::<Pid>, None) {
             Ok(WaitStatus::Exited(pid, code)) if pid == runtime => {

@@ -66,8 +66,18 @@ const BIND_TARGETS: [&str; 4] = ["/var/task", "/var/runtime", "/opt", "/tmp"];
 const VAR: &str = "/var";
 
 /// Build the new root (everything but the function's binds, which get empty mount points) and
-/// make it `/`, read-only.
-pub(crate) fn build_and_enter() -> Result<(), SandboxError> {
+/// make it `/`, read-only; then attach the `early` binds a prestarted runtime needs before its
+/// function (cloned first: the staging tmpfs hides the host's `/tmp`).
+pub(crate) fn build_and_enter(early: &[Bind]) -> Result<(), SandboxError> {
+    let early_trees = early
+        .iter()
+        .map(|bind| {
+            crate::detached_mount::clone_tree(&bind.source).map_err(|source| SandboxError::Attach {
+                target: bind.target.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let root = Path::new(STAGING);
     mount_tmpfs(
         root,
@@ -87,28 +97,41 @@ pub(crate) fn build_and_enter() -> Result<(), SandboxError> {
         make_dir(&inside(root, Path::new(target)))?;
     }
     make_dir(&root.join("proc"))?;
-    enter(root)
+    enter(root)?;
+    make_var_mount_points(early)?;
+    attach_trees(early, early_trees)
 }
 
 /// Attach the function's binds, each from the detached mount the server sent for it, at their
 /// targets in the finished root; all but the writable ones read-only. Then `/var` is made
 /// read-only like the rest.
 pub(crate) fn attach_binds(binds: &[Bind], trees: Vec<OwnedFd>) -> Result<(), SandboxError> {
+    make_var_mount_points(binds)?;
+    remount_read_only(Path::new(VAR), MsFlags::empty()).map_err(|source| SandboxError::Root {
+        step: "making /var read-only",
+        source,
+    })?;
+    attach_trees(binds, trees)
+}
+
+/// Mount points under `/var` that not every root has (`/var/lang`), while `/var` is writable.
+fn make_var_mount_points(binds: &[Bind]) -> Result<(), SandboxError> {
+    for bind in binds {
+        if bind.target.starts_with(VAR) && !bind.target.exists() {
+            make_dir(&bind.target)?;
+        }
+    }
+    Ok(())
+}
+
+/// Attach each bind from its detached mount; all but the writable ones read-only.
+fn attach_trees(binds: &[Bind], trees: Vec<OwnedFd>) -> Result<(), SandboxError> {
     if binds.len() != trees.len() {
         return Err(SandboxError::BindCount {
             binds: binds.len(),
             trees: trees.len(),
         });
     }
-    for bind in binds {
-        if bind.target.starts_with(VAR) && !bind.target.exists() {
-            make_dir(&bind.target)?;
-        }
-    }
-    remount_read_only(Path::new(VAR), MsFlags::empty()).map_err(|source| SandboxError::Root {
-        step: "making /var read-only",
-        source,
-    })?;
     for (bind, tree) in binds.iter().zip(trees) {
         crate::detached_mount::attach(&tree, &bind.target).map_err(|source| {
             SandboxError::Attach {

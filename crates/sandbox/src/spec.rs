@@ -38,7 +38,7 @@ pub enum SandboxNetwork {
 }
 
 /// A directory of the host shown at `target` inside the sandbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Bind {
     pub source: PathBuf,
     pub target: PathBuf,
@@ -60,6 +60,41 @@ pub struct SandboxBase {
     /// The environment's `cgroup.procs` files, joined first so nothing escapes the limits.
     #[serde(default)]
     pub cgroup_procs: Vec<PathBuf>,
+    /// A managed runtime to start now, before its function is known (isolated modes only).
+    #[serde(default)]
+    pub prestart: Option<PrestartedRuntime>,
+}
+
+/// A managed runtime's interpreter started while its sandbox waits in the pool: it loads
+/// everything that does not depend on the function, then waits, as the sandbox user and under
+/// the seccomp filter, on the file descriptor named by [`PRESTART_FD_VARIABLE`] for the
+/// function's [`RuntimeRelease`]. Only runtimes that implement that wait may be started so.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PrestartedRuntime {
+    /// Host directories the runtime needs before its function (its bootstrap at
+    /// `/var/runtime`, its interpreter at `/var/lang`), bound read-only as the root is built.
+    /// The function's spec later repeats them; they are not attached twice.
+    pub binds: Vec<Bind>,
+    /// `argv[0]` is an absolute path.
+    pub argv: Vec<String>,
+    /// The environment it starts with: the variables every function of the runtime gets.
+    pub env: Vec<(String, String)>,
+    /// `RLIMIT_NOFILE` of the runtime.
+    pub open_files_limit: u64,
+}
+
+/// Names, in a prestarted runtime's environment, the file descriptor it reads its
+/// [`RuntimeRelease`] from (JSON, up to end of file).
+pub const PRESTART_FD_VARIABLE: &str = "_KAPPA_PRESTART_FD";
+
+/// What a prestarted runtime is told once its function is known and attached: the complete
+/// environment and working directory it must adopt, and the command line it must `execve`
+/// instead if a variable read at interpreter start-up differs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeRelease {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
 }
 
 impl SandboxBase {

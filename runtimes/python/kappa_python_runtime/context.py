@@ -77,12 +77,19 @@ def parse_cognito_identity(text):
     return CognitoIdentity(doc.get("cognitoIdentityId"), doc.get("cognitoIdentityPoolId"))
 
 
-_FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
-_FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
-# A string, as in Lambda's Python runtime: it is the environment variable's value.
-_MEMORY_SIZE = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-_LOG_GROUP = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
-_LOG_STREAM = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
+_FUNCTION_NAME = _FUNCTION_VERSION = _MEMORY_SIZE = _LOG_GROUP = _LOG_STREAM = None
+
+
+def read_function_environment():
+    """Read the function's fields of every context from the environment, once, at init (not at
+    import: a prestarted runtime is imported before its function's variables exist)."""
+    global _FUNCTION_NAME, _FUNCTION_VERSION, _MEMORY_SIZE, _LOG_GROUP, _LOG_STREAM
+    _FUNCTION_NAME = os.environ.get("AWS_LAMBDA_FUNCTION_NAME")
+    _FUNCTION_VERSION = os.environ.get("AWS_LAMBDA_FUNCTION_VERSION")
+    # A string, as in Lambda's Python runtime: it is the environment variable's value.
+    _MEMORY_SIZE = os.environ.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
+    _LOG_GROUP = os.environ.get("AWS_LAMBDA_LOG_GROUP_NAME")
+    _LOG_STREAM = os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME")
 
 
 class LambdaContext:

@@ -8,7 +8,8 @@ import site
 import sys
 
 from . import errors, logs
-from .context import CognitoIdentity, LambdaContext, parse_client_context, parse_cognito_identity
+from .context import (CognitoIdentity, LambdaContext, parse_client_context,
+                      parse_cognito_identity, read_function_environment)
 from .errors import Fault
 from .marshalling import ResultEncoder, decode_event, writes_ascii_only
 from .runtime_api import RuntimeApiClient, RuntimeApiError
@@ -165,6 +166,7 @@ def main():
     logs.make_unbuffered("stdout", 1)
     logs.make_unbuffered("stderr", 2)
     is_json = logs.setup()
+    read_function_environment()
     client = RuntimeApiClient(os.environ["AWS_LAMBDA_RUNTIME_API"])
     setup_sys_path(os.environ.get("LAMBDA_TASK_ROOT") or os.getcwd())
     handler_spec = os.environ.get("_HANDLER") or (sys.argv[1] if len(sys.argv) > 1 else "")
