@@ -532,12 +532,17 @@ def test_a_128_mb_function_gets_a_small_share_of_a_cpu(client):
 
 
 def running_python(instance_name: str) -> set[str]:
-    """Environment groups of a server whose processes include a Python runtime."""
+    """Environment groups of a server whose processes include a Python runtime started for a
+    function: not the prestarted ones waiting in the pool (started with the pipe they wait on
+    named in their environment)."""
     found = set()
     for env_id in h.cgroup_env_ids(instance_name):
         for pid in env_processes(instance_name, env_id):
             try:
-                if b"python" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                started_for_a_function = (
+                    b"python" in Path(f"/proc/{pid}/cmdline").read_bytes()
+                    and b"_KAPPA_PRESTART_FD=" not in Path(f"/proc/{pid}/environ").read_bytes())
+                if started_for_a_function:
                     found.add(env_id)
             except OSError:
                 pass
@@ -554,7 +559,7 @@ def test_init_runs_without_the_cpu_quota(server_factory, tmp_path):
     worker = threading.Thread(target=lambda: outcome.update(result=call(client, name, op="env")))
     worker.start()
     try:
-        # The only Python process on this server is the probe's, sleeping in its init.
+        # The only Python process started for a function is the probe's, sleeping in its init.
         assert h.wait_until(10, lambda: running_python(instance(server))), "no environment started"
         (env_id,) = running_python(instance(server))
         during_init = cpu_quota_of(server, env_id)
@@ -733,8 +738,9 @@ def test_cold_starts_take_prepared_sandboxes_and_the_pool_refills(server_factory
     name = make_probe(client, "sandbox-pooled")
     env_id = h.env_id_from_stream(call(client, name, op="env")["stream"])
     assert env_id in prepared, (env_id, prepared)
-    # The pool is back to two waiting sandboxes besides the running environment.
-    h.wait_until(10, lambda: len(h.cgroup_env_ids(name_) - {env_id}) == 2, desc="the pool to refill")
+    # The pool is back to two waiting sandboxes besides the running environment, and the probe's
+    # runtime (python3.12) has two more of its own, with its interpreter started.
+    h.wait_until(10, lambda: len(h.cgroup_env_ids(name_) - {env_id}) == 4, desc="the pools to fill")
     # A pooled sandbox is sized for its function when taken.
     big = make_probe(client, "sandbox-pooled-big", MemorySize=1024)
     big_env = h.env_id_from_stream(call(client, big, op="env")["stream"])

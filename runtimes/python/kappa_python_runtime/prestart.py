@@ -55,20 +55,26 @@ def environment_at_exec():
     return {os.fsdecode(name): os.fsdecode(value) for name, value in pairs}
 
 
-def needs_restart(argv, env):
+def needs_restart(argv, env, at_exec):
     """Whether the function's start differs in what only a new interpreter can take."""
     started_with = getattr(sys, "orig_argv", None)  # Python 3.10+
     if started_with is not None and list(started_with) != argv:
         return True
-    return start_variables(environment_at_exec()) != start_variables(env)
+    return start_variables(at_exec) != start_variables(env)
 
 
 def wait_for_function(fd):
     """Block until the function arrives; return adopted, or never (executed again)."""
     argv, env, cwd = read_release(fd)
     os.chdir(cwd)
-    if needs_restart(argv, env):
+    at_exec = environment_at_exec()
+    if needs_restart(argv, env, at_exec):
         os.execve(argv[0], argv, env)
+    # What the interpreter set as it started (LC_CTYPE, coercing the C locale) it would have set
+    # for the function's environment too: the start-up variables are the same.
+    added = {name: value for name, value in os.environ.items() if name not in at_exec}
     os.environ.clear()
     os.environ.update(env)
+    for name, value in added.items():
+        os.environ.setdefault(name, value)
     time.tzset()

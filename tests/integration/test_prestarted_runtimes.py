@@ -1,0 +1,165 @@
+"""Python environments started from a prestarted interpreter (issue 6).
+
+Once a python3.x function has had a cold start, the server keeps sandboxes with that runtime's
+interpreter already started, its bootstrap imported, waiting for a function. A later cold start
+takes one and hands it the function. These tests check that such an environment cannot be told
+from one started for its function (variables, directory, `sys.path`, context, host name,
+descriptors), that a function whose variables only a new interpreter can honour gets one, and
+that an interpreter that died while waiting is replaced by an ordinary start.
+
+How a test knows which kind of start it got: `/proc/self/environ` keeps the environment a
+process was executed with, and a prestarted interpreter was executed with `_KAPPA_PRESTART_FD`
+(which its `os.environ` no longer has).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import kappa_helpers as h
+
+PROBE = r'''
+import os
+import socket
+import sys
+
+import helper_module  # found through sys.path: the task root, or PYTHONPATH when set
+
+
+def handler(event, context):
+    with open("/proc/self/environ", "rb") as f:
+        at_exec = [item.split(b"=", 1)[0].decode() for item in f.read().split(b"\0") if item]
+    descriptors = {}
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            descriptors[fd] = os.readlink("/proc/self/fd/" + fd)
+        except OSError:
+            pass  # the listing's own descriptor, closed by now
+    return {
+        "prestarted": "_KAPPA_PRESTART_FD" in at_exec,
+        "environ": dict(os.environ),
+        "cwd": os.getcwd(),
+        "sys_path": sys.path,
+        "helper": helper_module.WHERE,
+        "hostname": socket.gethostname(),
+        "context": [context.function_name, context.function_version, context.memory_limit_in_mb,
+                    context.log_group_name, context.log_stream_name],
+        "pid": os.getpid(),
+        "uid": [os.getuid(), os.getgid()],
+        "descriptors": sorted(descriptors.values()),
+    }
+'''
+
+# Differ from one environment to the next, whatever the start.
+PER_ENVIRONMENT = {"AWS_LAMBDA_LOG_STREAM_NAME", "_X_AMZN_TRACE_ID", "AWS_LAMBDA_RUNTIME_API"}
+
+
+def probe_zip(helper_dir: str = "") -> bytes:
+    helper = f"WHERE = {helper_dir or 'task root'!r}\n".encode()
+    return h.build_zip({"app.py": PROBE.encode(), f"{helper_dir}{'/' if helper_dir else ''}helper_module.py": helper})
+
+
+def new_environment(client, name: str, n: int) -> dict:
+    """Invoke `name` in a new environment (a configuration change retires the old ones)."""
+    client.update_function_configuration(FunctionName=name, Description=f"start {n}")
+    h.wait_until(10, lambda: client.get_function_configuration(FunctionName=name)["LastUpdateStatus"]
+                 == "Successful", desc="the update")
+    return h.invoke_ok(client, name, {}).json()
+
+
+def waiting_interpreters(server) -> list[int]:
+    """Pids of prestarted Python interpreters in `server`'s environments, not yet released (they
+    still hold the pipe they wait on)."""
+    instance = h.cgroup_instance_name(server.data_dir)
+    pids = set()
+    for env_id in h.cgroup_env_ids(instance):
+        for directory in h.cgroup_dirs(instance, env_id):  # one per controller on cgroup v1
+            pids.update(h.cgroup_procs(directory))
+    found = []
+    for pid in sorted(pids):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes()
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:
+            continue
+        waiting = b"_KAPPA_PRESTART_FD=" in environ and sum(fd.startswith("pipe:") for fd in fds) >= 3
+        if b"python" in cmdline and waiting:
+            found.append(pid)
+    return found
+
+
+def comparable(result: dict) -> dict:
+    """What must be the same in every environment of one function, however it started."""
+    same = dict(result)
+    same["environ"] = {k: v for k, v in result["environ"].items() if k not in PER_ENVIRONMENT}
+    for key in ("prestarted", "hostname", "context", "descriptors"):
+        same.pop(key)
+    same["context"] = result["context"][:4]
+    # The log pipe and the Runtime API connection, whatever their inode numbers.
+    same["descriptors"] = [d.split(":")[0] for d in result["descriptors"]]
+    return same
+
+
+def test_a_prestarted_interpreter_serves_as_one_started_for_the_function(server_factory, tmp_path):
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    name = h.new_name("prestart")
+    h.create_function(client, name, probe_zip(), Timeout=30, MemorySize=256,
+                      Environment={"Variables": {"MY_VAR": "hello", "TZ": ":UTC"}})
+    first = h.invoke_ok(client, name, {}).json()
+    assert first["prestarted"] is False, "a server's first Python cold start has nothing prestarted"
+    h.wait_until(20, lambda: waiting_interpreters(server), desc="a prestarted interpreter waiting")
+    second = new_environment(client, name, 1)
+    assert second["prestarted"] is True, second
+    same_first, same_second = comparable(first), comparable(second)
+    differing = set(same_first["environ"].items()) ^ set(same_second["environ"].items())
+    assert not differing, differing
+    assert same_second == same_first
+    assert second["environ"]["MY_VAR"] == "hello"
+    assert "_KAPPA_PRESTART_FD" not in second["environ"]
+    assert second["cwd"] == "/var/task" and second["helper"] == "task root"
+    assert second["pid"] == 2 and second["uid"] == [993, 990]
+    assert second["context"][0] == name and second["context"][2] == "256"
+    assert second["context"][4] == second["environ"]["AWS_LAMBDA_LOG_STREAM_NAME"]
+    stream_env = h.env_id_from_stream(second["context"][4])
+    assert second["hostname"] == f"kappa-{stream_env[:12]}"
+    # Nothing but the standard three, the Runtime API connection and the probe's own listing.
+    assert [d.split(":")[0] for d in second["descriptors"]] == ["/dev/null", "pipe", "pipe", "socket"]
+
+
+def test_a_start_up_variable_gets_the_function_a_new_interpreter(server_factory, tmp_path):
+    """PYTHONPATH is read as the interpreter starts: the released runtime executes itself again."""
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    warm_up = h.new_name("prestart-warm")
+    h.create_function(client, warm_up, probe_zip())
+    h.invoke_ok(client, warm_up, {})
+    h.wait_until(20, lambda: waiting_interpreters(server), desc="a prestarted interpreter waiting")
+    name = h.new_name("prestart-pythonpath")
+    h.create_function(client, name, probe_zip("vendor"),
+                      Environment={"Variables": {"PYTHONPATH": "/var/task/vendor"}})
+    result = h.invoke_ok(client, name, {}).json()
+    assert result["prestarted"] is False, "executed again with the function's environment"
+    assert result["helper"] == "vendor"
+    assert "/var/task/vendor" in result["sys_path"]
+    assert result["pid"] == 2 and result["environ"]["PYTHONPATH"] == "/var/task/vendor"
+
+
+def test_an_interpreter_that_died_waiting_is_replaced_by_an_ordinary_start(server_factory, tmp_path):
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    name = h.new_name("prestart-died")
+    h.create_function(client, name, probe_zip())
+    h.invoke_ok(client, name, {})
+    (waiting,) = h.wait_until(20, lambda: waiting_interpreters(server), desc="a prestarted interpreter waiting")
+    os.kill(waiting, signal.SIGKILL)
+    time.sleep(0.2)
+    result = new_environment(client, name, 1)
+    assert result["prestarted"] is False
+    # Forked by the namespace's init in place of the dead pid 2.
+    assert result["environ"]["AWS_LAMBDA_FUNCTION_NAME"] == name and result["pid"] == 3
+    assert server.alive()
