@@ -57,6 +57,7 @@ pub async fn measure(
     let mut cold_invoke = Vec::with_capacity(workload.cold);
     let mut cold_from_change = Vec::with_capacity(workload.cold);
     for _ in 0..workload.cold {
+        tokio::time::sleep(workload.cold_pause).await;
         let mut process = emulator.spawn()?;
         let mut connection = process.connect(&emulator).await?;
         let sent = Instant::now();

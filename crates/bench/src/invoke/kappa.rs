@@ -29,7 +29,7 @@ pub async fn measure(
 ) -> Result<Measurements> {
     let body = serde_json::json!({
         "FunctionName": function.name,
-        "Runtime": "provided.al2023",
+        "Runtime": function.runtime(),
         "Role": ROLE,
         "Handler": "app.handler",
         "Timeout": 30,
@@ -54,6 +54,7 @@ pub async fn measure(
     let mut cold_invoke = Vec::with_capacity(workload.cold);
     let mut cold_from_change = Vec::with_capacity(workload.cold);
     for round in 0..workload.cold {
+        tokio::time::sleep(workload.cold_pause).await;
         let update = Bytes::from(format!(
             r#"{{"Description":"kappa-bench cold start {round}"}}"#
         ));

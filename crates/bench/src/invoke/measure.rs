@@ -23,6 +23,8 @@ pub struct Workload {
     pub iterations: usize,
     /// Measured cold starts, each in a fresh environment.
     pub cold: usize,
+    /// The pause before each measured cold start, on both sides.
+    pub cold_pause: Duration,
 }
 
 /// One side's figures for one function.

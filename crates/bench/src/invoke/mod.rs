@@ -37,20 +37,49 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// The emulator's file name in the aws-sam-cli wheel, and where `scripts/bench-invoke` caches it.
 const RIE_FILE_NAME: &str = "aws-lambda-rie-x86_64";
 
-/// The functions measured: a directory under `--functions-dir`, the name given to Kappa, and the
-/// name in the table.
-const FUNCTIONS: [(&str, &str, &str); 2] = [
+/// How Kappa runs a measured function, and what the emulator runs for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Launch {
+    /// A `provided.al2023` function: its directory's `bootstrap`, on both sides.
+    Bootstrap,
+    /// Kappa's own managed runtime (`python3.12`) runs the directory's `app.handler`; the
+    /// emulator has no managed runtimes, so its row shows the emulator's figures of `twin`,
+    /// the same handler run by `awslambdaric`.
+    Managed {
+        runtime: &'static str,
+        twin: &'static str,
+    },
+}
+
+/// The functions measured: a directory under `--functions-dir`, the name given to Kappa, the
+/// name in the table, and how each side runs it.
+const FUNCTIONS: [(&str, &str, &str, Launch); 3] = [
     (
         "rust-echo",
         "kappa-bench-rust-echo",
         "Rust echo (`lambda_runtime`)",
+        Launch::Bootstrap,
     ),
     (
         "python-echo",
         "kappa-bench-python-echo",
         "Python echo (`awslambdaric`)",
+        Launch::Bootstrap,
+    ),
+    (
+        "python-managed",
+        "kappa-bench-python-managed",
+        "Python echo (Kappa: its `python3.12` runtime; RIE: `awslambdaric`)",
+        Launch::Managed {
+            runtime: "python3.12",
+            twin: "kappa-bench-python-echo",
+        },
     ),
 ];
+
+/// The interpreter Kappa's `python3.12` runtime is given: the one the `awslambdaric` function's
+/// bootstrap runs, so that both rows start the same Python.
+const PYTHON: &str = "/usr/bin/python3";
 
 /// Flags of `kappa-bench invoke`.
 #[derive(Debug, Args)]
@@ -61,9 +90,9 @@ pub struct InvokeArgs {
     /// The runtime interface emulator [default: target/rie/aws-lambda-rie-x86_64]
     #[arg(long, env = "KAPPA_RIE_BIN")]
     pub rie_bin: Option<PathBuf>,
-    /// Directory with one `provided.al2023` function directory (holding `bootstrap`) per
-    /// function: rust-echo and python-echo, as `scripts/bench-invoke` prepares them
-    /// [default: target/bench-functions]
+    /// Directory with one directory per function: rust-echo and python-echo (`provided.al2023`,
+    /// holding `bootstrap`) and python-managed (holding `app.py`), as `scripts/bench-invoke`
+    /// prepares them [default: target/bench-functions]
     #[arg(long)]
     pub functions_dir: Option<PathBuf>,
     /// Measured warm invocations of each function on each side
@@ -75,6 +104,11 @@ pub struct InvokeArgs {
     /// Measured cold starts of each function on each side, each in a new environment
     #[arg(long, default_value_t = 20, value_parser = RangedU64ValueParser::<usize>::new().range(1..))]
     pub cold: usize,
+    /// Milliseconds both sides wait before each measured cold start, so that each starts on a
+    /// quiet machine, as a cold start after a lull does (Kappa's pools have refilled, the
+    /// previous emulator process has ended)
+    #[arg(long, default_value_t = 200)]
+    pub cold_pause_ms: u64,
     /// A line for the report's notes, e.g. where the emulator or the interpreter came from
     #[arg(long = "note", env = "KAPPA_BENCH_NOTE")]
     pub notes: Vec<String>,
@@ -86,11 +120,22 @@ pub struct InvokeArgs {
 }
 
 /// One function's code, packaged once and given to both sides.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct BenchFunction {
     pub name: &'static str,
     pub label: &'static str,
     pub package: Vec<u8>,
+    pub launch: Launch,
+}
+
+impl BenchFunction {
+    /// The `Runtime` Kappa is given.
+    pub fn runtime(&self) -> &'static str {
+        match self.launch {
+            Launch::Bootstrap => "provided.al2023",
+            Launch::Managed { runtime, .. } => runtime,
+        }
+    }
 }
 
 pub async fn run(args: InvokeArgs) -> Result<()> {
@@ -118,14 +163,19 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         warmup: args.warmup,
         iterations: args.iterations,
         cold: args.cold,
+        cold_pause: Duration::from_millis(args.cold_pause_ms),
     };
     let functions = FUNCTIONS
         .iter()
-        .map(|(dir, name, label)| {
+        .map(|(dir, name, label, launch)| {
             let dir = functions_dir.join(dir);
+            let entry = match launch {
+                Launch::Bootstrap => "bootstrap",
+                Launch::Managed { .. } => "app.py",
+            };
             ensure!(
-                dir.join("bootstrap").is_file(),
-                "no {}/bootstrap; `scripts/bench-invoke` prepares the functions, or pass \
+                dir.join(entry).is_file(),
+                "no {}/{entry}; `scripts/bench-invoke` prepares the functions, or pass \
                  --functions-dir",
                 dir.display()
             );
@@ -133,6 +183,7 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
                 name,
                 label,
                 package: package::zip_directory(&dir)?,
+                launch: *launch,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -143,11 +194,23 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         .tempdir()
         .context("creating a scratch directory for the emulator")?;
     let mut comparisons = Vec::new();
+    let mut on_emulator: Vec<(&str, measure::Measurements)> = Vec::new();
     for (function, kappa) in functions.iter().zip(kappa) {
-        eprintln!("kappa-bench: {} on the emulator", function.name);
-        let emulator = emulator::measure(&rie_bin, scratch.path(), function, workload)
-            .await
-            .with_context(|| format!("measuring {} on the emulator", function.name))?;
+        let emulator = match function.launch {
+            Launch::Bootstrap => {
+                eprintln!("kappa-bench: {} on the emulator", function.name);
+                let measured = emulator::measure(&rie_bin, scratch.path(), function, workload)
+                    .await
+                    .with_context(|| format!("measuring {} on the emulator", function.name))?;
+                on_emulator.push((function.name, measured.clone()));
+                measured
+            }
+            Launch::Managed { twin, .. } => on_emulator
+                .iter()
+                .find(|(name, _)| *name == twin)
+                .map(|(_, measured)| measured.clone())
+                .with_context(|| format!("{twin} must be measured before {}", function.name))?,
+        };
         comparisons.push(Comparison {
             function: function.label.to_owned(),
             kappa,
@@ -155,11 +218,18 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         });
     }
 
+    // Throughput, scale-up and density compare like with like: the functions both sides run.
+    let bootstrapped: Vec<BenchFunction> = functions
+        .iter()
+        .filter(|function| function.launch == Launch::Bootstrap)
+        .cloned()
+        .collect();
+    // In the order of `comparisons`, whose rows for managed runtimes come last.
     let capacities = capacity::measure(
         &kappa_bin,
         &rie_bin,
         scratch.path(),
-        &functions,
+        &bootstrapped,
         args.capacity,
         workload.cold,
     )
@@ -189,7 +259,8 @@ async fn measure_kappa(
     workload: Workload,
 ) -> Result<Vec<measure::Measurements>> {
     eprintln!("kappa-bench: starting {}", binary.display());
-    let server = KappaServer::start(binary, STARTUP_TIMEOUT).await?;
+    let server =
+        KappaServer::start_with_args(binary, &["--python", PYTHON], STARTUP_TIMEOUT).await?;
     let mut connection = ApiConnection::open(server.address()).await?;
     let mut all = Vec::new();
     for function in functions {
@@ -224,7 +295,7 @@ fn section(
     let extra_notes: String = notes.iter().map(|note| format!("- {note}\n")).collect();
     format!(
         "{SECTION_HEADING}\n\n\
-         The same two `provided.al2023` functions, invoked on this machine through Kappa and \
+         The same two `provided.al2023` functions (and a third row, below), invoked on this machine through Kappa and \
          through the AWS Lambda Runtime Interface Emulator (RIE), the program AWS ships in its \
          base images and SAM CLI runs for local testing. A Rust echo built with the official \
          `lambda_runtime` crate (`crates/bench/fixtures/rust_echo`), and a Python handler \
@@ -240,7 +311,8 @@ fn section(
          environment that has already served (Kappa: `POST /2015-03-31/functions/NAME/invocations`; \
          RIE: `POST /2015-03-31/functions/function/invocations`).\n\
          - Cold start, first invoke: the invoke request that has to start a new environment, \
-         {cold} times. Kappa: the first invoke after an UpdateFunctionConfiguration (a new \
+         {cold} times, each after a pause of {pause} ms on both sides (a cold start after a \
+         lull: Kappa's pools have refilled, the previous emulator process has ended). Kappa: the first invoke after an UpdateFunctionConfiguration (a new \
          Description) changed the function's revision; the log tail (`X-Amz-Log-Type: Tail`) is \
          checked for `Init Duration`. The superseded environment stays idle until Kappa's \
          once-a-second reaper stops it. RIE: the \
@@ -267,6 +339,14 @@ fn section(
          sandbox shows with the rest of `/usr`) with `awslambdaric` in `pkgs/`, byte-compiled as \
          unchecked-hash `.pyc` so neither side recompiles it after extraction; \
          `PYTHONDONTWRITEBYTECODE=1`.\n\
+         - The third row is what a `python3.12` function gets on Kappa: the same `app.py` \
+         (`handler` returning its event) as a zip of its own, run by Kappa's Python runtime on \
+         the same interpreter (`--python {PYTHON}`). After a runtime's first cold start Kappa \
+         keeps sandboxes with that runtime's interpreter started and its bootstrap imported, \
+         waiting for a function (`--sandbox-pool-size` of them); a cold start hands one the \
+         function. The emulator has no managed runtimes: its columns repeat the `awslambdaric` \
+         row's figures, which is how AWS's base image runs a Python handler under it. Capacity \
+         figures below are for the first two rows only.\n\
          {extra_notes}\n\
          - Date: {date}\n\
          - Machine: {machine}\n\
@@ -280,6 +360,7 @@ fn section(
         warmup = workload.warmup,
         iterations = workload.iterations,
         cold = workload.cold,
+        pause = workload.cold_pause.as_millis(),
         date = chrono::Utc::now().format("%Y-%m-%d %H:%M UTC"),
         machine = machine.describe(),
         command = provenance::command_line(),
