@@ -106,6 +106,15 @@ impl Emulator {
             .env("PATH", RUNTIME_PATH)
             .env("LANG", "en_US.UTF-8")
             .env("TZ", ":UTC")
+            // As AWS's base images set it (their Dockerfiles' ENV), with the task root, which
+            // is /var/task there, where this emulator's task root is.
+            .env(
+                "LD_LIBRARY_PATH",
+                format!(
+                    "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:\
+                     {task_root}:{task_root}/lib:/opt/lib"
+                ),
+            )
             .env("LAMBDA_TASK_ROOT", &task_root)
             .env("AWS_LAMBDA_FUNCTION_NAME", &self.function_name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")

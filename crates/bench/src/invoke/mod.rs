@@ -334,7 +334,9 @@ fn section(
          function's logs in SQLite in the background, and looks the function up and checks \
          concurrency on every invoke. RIE isolates nothing: it execs the bootstrap as a plain \
          child process in the directory it was started in, as root, with one function and one \
-         environment, and prints the logs to its output.\n\
+         environment, and prints the logs to its output. It gets the variables AWS's base images set for it \
+         (`LANG`, `TZ`, `PATH`, and `LD_LIBRARY_PATH` with its task root where the images have \
+         `/var/task`), as Kappa gives its runtimes Lambda's.\n\
          - The Python bootstrap runs the host's system Python (`/usr/bin/python3`, which Kappa's \
          sandbox shows with the rest of `/usr`) with `awslambdaric` in `pkgs/`, byte-compiled as \
          unchecked-hash `.pyc` so neither side recompiles it after extraction; \
