@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { UnhandledPromiseRejection } from './errors.mjs';
 import { loadHandler } from './index.mjs';
 import { logError, patchConsole } from './logging.mjs';
+import { adoptRelease } from './prestart.mjs';
 import { RuntimeApiClient } from './rapid.mjs';
 import { Runtime, installEmptyEventLoopHook } from './runtime.mjs';
 import { installAwsLambdaGlobal, streamingMode } from './streaming.mjs';
@@ -112,4 +113,10 @@ async function main() {
   runtime.scheduleNext();
 }
 
+// Started ahead of the function (see prestart.mjs): everything above is loaded; wait for it.
+const prestartFd = process.env._KAPPA_PRESTART_FD;
+if (prestartFd !== undefined) {
+  delete process.env._KAPPA_PRESTART_FD;
+  adoptRelease(Number(prestartFd));
+}
 await main();

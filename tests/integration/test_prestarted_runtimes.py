@@ -1,7 +1,7 @@
-"""Python environments started from a prestarted interpreter (issue 6).
+"""Python and Node.js environments started from a prestarted interpreter (issue 6).
 
-Once a python3.x function has had a cold start, the server keeps sandboxes with that runtime's
-interpreter already started, its bootstrap imported, waiting for a function. A later cold start
+Once a python3.x or nodejs function has had a cold start, the server keeps sandboxes with that
+runtime's interpreter already started, its bootstrap imported, waiting for a function. A later cold start
 takes one and hands it the function. These tests check that such an environment cannot be told
 from one started for its function (variables, directory, `sys.path`, context, host name,
 descriptors), that a function whose variables only a new interpreter can honour gets one, and
@@ -70,9 +70,9 @@ def new_environment(client, name: str, n: int) -> dict:
     return h.invoke_ok(client, name, {}).json()
 
 
-def waiting_interpreters(server) -> list[int]:
-    """Pids of prestarted Python interpreters in `server`'s environments, not yet released (they
-    still hold the pipe they wait on)."""
+def waiting_interpreters(server, program: bytes = b"python") -> list[int]:
+    """Pids of prestarted interpreters (`program` in their command line) in `server`'s
+    environments, not yet released (they still hold the pipe they wait on)."""
     instance = h.cgroup_instance_name(server.data_dir)
     pids = set()
     for env_id in h.cgroup_env_ids(instance):
@@ -83,12 +83,18 @@ def waiting_interpreters(server) -> list[int]:
         try:
             environ = Path(f"/proc/{pid}/environ").read_bytes()
             cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-            fds = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
         except OSError:
             continue
-        waiting = b"_KAPPA_PRESTART_FD=" in environ and sum(fd.startswith("pipe:") for fd in fds) >= 3
-        if b"python" in cmdline and waiting:
-            found.append(pid)
+        named = [item for item in environ.split(b"\0") if item.startswith(b"_KAPPA_PRESTART_FD=")]
+        if program not in cmdline or not named:
+            continue
+        fd = named[0].split(b"=", 1)[1].decode()
+        try:
+            # The pipe it waits on is closed once it has read its function.
+            if os.readlink(f"/proc/{pid}/fd/{fd}").startswith("pipe:"):
+                found.append(pid)
+        except OSError:
+            pass
     return found
 
 
@@ -97,10 +103,11 @@ def comparable(result: dict) -> dict:
     same = dict(result)
     same["environ"] = {k: v for k, v in result["environ"].items() if k not in PER_ENVIRONMENT}
     for key in ("prestarted", "hostname", "context", "descriptors"):
-        same.pop(key)
+        same.pop(key, None)
     same["context"] = result["context"][:4]
-    # The log pipe and the Runtime API connection, whatever their inode numbers.
-    same["descriptors"] = [d.split(":")[0] for d in result["descriptors"]]
+    if "descriptors" in result:
+        # The log pipe and the Runtime API connection, whatever their inode numbers.
+        same["descriptors"] = [d.split(":")[0] for d in result["descriptors"]]
     return same
 
 
@@ -132,7 +139,8 @@ def test_a_prestarted_interpreter_serves_as_one_started_for_the_function(server_
 
 
 def test_a_start_up_variable_gets_the_function_a_new_interpreter(server_factory, tmp_path):
-    """PYTHONPATH is read as the interpreter starts: the released runtime executes itself again."""
+    """PYTHONPATH is read as the interpreter starts: Kappa does not hand such a function a
+    prestarted interpreter (and the runtime would execute itself again if it were handed one)."""
     server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
     client = server.client()
     warm_up = h.new_name("prestart-warm")
@@ -163,3 +171,68 @@ def test_an_interpreter_that_died_waiting_is_replaced_by_an_ordinary_start(serve
     # Forked by the namespace's init in place of the dead pid 2.
     assert result["environ"]["AWS_LAMBDA_FUNCTION_NAME"] == name and result["pid"] == 3
     assert server.alive()
+
+
+NODE_PROBE = r"""
+const fs = require('fs');
+const os = require('os');
+
+exports.handler = async (event, context) => {
+  const atExec = fs.readFileSync('/proc/self/environ', 'latin1').split('\0').filter(Boolean)
+    .map((item) => item.split('=')[0]);
+  return {
+    prestarted: atExec.includes('_KAPPA_PRESTART_FD'),
+    environ: { ...process.env },
+    cwd: process.cwd(),
+    hostname: os.hostname(),
+    context: [context.functionName, context.functionVersion, context.memoryLimitInMB,
+              context.logGroupName, context.logStreamName],
+    pid: process.pid,
+    uid: [process.getuid(), process.getgid()],
+    stackTraceLimit: Error.stackTraceLimit,
+    modulePaths: require.resolve.paths('anything'),
+  };
+};
+"""
+
+
+def node_function(client, prefix: str, **overrides) -> str:
+    name = h.new_name(prefix)
+    h.create_function(client, name, h.build_zip({"app.js": NODE_PROBE.encode()}),
+                      Runtime="nodejs20.x", Timeout=30, **overrides)
+    return name
+
+
+def test_a_prestarted_node_serves_as_one_started_for_the_function(server_factory, tmp_path):
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    name = node_function(client, "prestart-node", MemorySize=512,
+                         Environment={"Variables": {"MY_VAR": "hello"}})
+    first = h.invoke_ok(client, name, {}).json()
+    assert first["prestarted"] is False
+    h.wait_until(20, lambda: waiting_interpreters(server, b"node"), desc="a prestarted node waiting")
+    second = new_environment(client, name, 1)
+    assert second["prestarted"] is True, second
+    same_first, same_second = comparable(first), comparable(second)
+    differing = set(same_first["environ"].items()) ^ set(same_second["environ"].items())
+    assert not differing, differing
+    assert same_second == same_first
+    assert second["environ"]["MY_VAR"] == "hello" and "_KAPPA_PRESTART_FD" not in second["environ"]
+    assert second["cwd"] == "/var/task" and second["pid"] == 2 and second["uid"] == [993, 990]
+    assert second["context"][0] == name and second["context"][2] == "512"
+    assert "/var/task" in second["environ"]["NODE_PATH"].split(":")
+    assert second["hostname"] == f"kappa-{h.env_id_from_stream(second['context'][4])[:12]}"
+
+
+def test_node_options_get_the_function_a_new_node(server_factory, tmp_path):
+    """NODE_OPTIONS is read as node starts: such a function is not handed a prestarted node."""
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    h.invoke_ok(client, node_function(client, "prestart-node-warm"), {})
+    h.wait_until(20, lambda: waiting_interpreters(server, b"node"), desc="a prestarted node waiting")
+    name = node_function(client, "prestart-node-options",
+                         Environment={"Variables": {"NODE_OPTIONS": "--stack-trace-limit=7"}})
+    result = h.invoke_ok(client, name, {}).json()
+    assert result["prestarted"] is False
+    assert result["stackTraceLimit"] == 7
+    assert waiting_interpreters(server, b"node"), "the prestarted node is still waiting for a function"

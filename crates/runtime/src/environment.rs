@@ -169,7 +169,7 @@ impl ExecutionEnvironment {
             .and_then(|argv| launch::relocate_interpreter(argv, &layout));
         let prestart = command.as_ref().ok().and_then(|argv| {
             launch::prestart(
-                runtime,
+                version,
                 argv,
                 &layout,
                 &runtime_dir,

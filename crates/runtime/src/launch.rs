@@ -374,18 +374,27 @@ pub fn runtime_binds(
     binds
 }
 
-/// How the environments of `runtime`, started with `argv`, can have their runtime started before
-/// their function is known. Only Kappa's Python runtime waits for its function when started so
-/// (see `runtimes/python/README.md`); other runtimes get `None`.
+/// How `version`'s environments, whose runtime starts with `argv`, can have their runtime
+/// started before their function is known. Kappa's Python and Node.js runtimes wait for their
+/// function when started so (see `runtimes/*/README.md`); custom runtimes cannot, and neither
+/// can a function that sets a variable its runtime reads as the process starts.
 pub fn prestart(
-    runtime: &str,
+    version: &FunctionVersion,
     argv: &[String],
     layout: &Layout,
     host_runtime_dir: &Path,
     lang_source: Option<&Path>,
     open_files_limit: u64,
 ) -> Option<PrestartedRuntime> {
-    if !runtime.starts_with("python") || argv.len() < 2 {
+    let runtime = version.settings.runtime.as_deref()?;
+    let family = PrestartFamily::of(runtime)?;
+    let reads_at_start = version
+        .settings
+        .environment
+        .iter()
+        .flatten()
+        .any(|(name, _)| family.reads_at_start(name));
+    if reads_at_start || argv.len() < 2 {
         return None;
     }
     let interpreter_dir = Path::new(argv.first()?).parent();
@@ -395,6 +404,43 @@ pub fn prestart(
         env: start_environment(layout, interpreter_dir),
         open_files_limit,
     })
+}
+
+/// The managed runtimes Kappa can start ahead of their function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PrestartFamily {
+    Python,
+    Node,
+}
+
+impl PrestartFamily {
+    fn of(runtime: &str) -> Option<Self> {
+        if runtime.starts_with("python") {
+            Some(Self::Python)
+        } else if runtime.starts_with("nodejs") {
+            Some(Self::Node)
+        } else {
+            None
+        }
+    }
+
+    /// Whether the process reads `name` as it starts (the dynamic loader, the C library, the
+    /// interpreter), too early for a runtime started before its function. The runtimes check
+    /// the same lists (`runtimes/python/kappa_python_runtime/prestart.py`,
+    /// `runtimes/nodejs/prestart.mjs`). Python applies a changed `TZ` itself (`time.tzset`).
+    fn reads_at_start(self, name: &str) -> bool {
+        const PREFIXES: [&str; 3] = ["LD_", "LC_", "MALLOC_"];
+        const NAMES: [&str; 3] = ["LANG", "HOME", "GLIBC_TUNABLES"];
+        let (prefixes, names): (&[&str], &[&str]) = match self {
+            Self::Python => (&["PYTHON"], &[]),
+            Self::Node => (&["NODE_", "UV_", "OPENSSL_", "SSL_CERT_"], &["TZ"]),
+        };
+        PREFIXES
+            .iter()
+            .chain(prefixes)
+            .any(|prefix| name.starts_with(prefix))
+            || NAMES.iter().chain(names).any(|known| *known == name)
+    }
 }
 
 #[cfg(test)]
@@ -477,5 +523,93 @@ pub(crate) mod tests {
                 "/var/lang/lib:/lib64:/usr/lib64:/var/runtime:/var/runtime/lib:/var/task:/var/task/lib:/opt/lib"
             )
         );
+    }
+
+    fn with_runtime_and_vars(runtime: &str, vars: &[(&str, &str)]) -> FunctionVersion {
+        let mut version = sample_version();
+        version.settings.runtime = Some(runtime.to_owned());
+        if !vars.is_empty() {
+            version.settings.environment = Some(
+                vars.iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                    .collect(),
+            );
+        }
+        version
+    }
+
+    fn prestart_of(version: &FunctionVersion, line: &[&str]) -> Option<PrestartedRuntime> {
+        prestart(
+            version,
+            &argv(line),
+            &Layout::lambda(),
+            Path::new("/data/runtime/python"),
+            Some(Path::new("/root/.pyenv/versions/3.12.1")),
+            1024,
+        )
+    }
+
+    #[test]
+    fn a_python_runtime_is_prestarted_with_its_directories_and_the_start_variables() {
+        let version = with_runtime_and_vars("python3.12", &[("MY_VAR", "x"), ("TZ", ":UTC")]);
+        let line = ["/var/lang/bin/python3.12", "/var/runtime/bootstrap.py"];
+        let runtime = prestart_of(&version, &line).expect("python is prestarted");
+        assert_eq!(runtime.argv, argv(&line));
+        let targets: Vec<_> = runtime.binds.iter().map(|b| b.target.clone()).collect();
+        assert_eq!(
+            targets,
+            [PathBuf::from("/var/runtime"), PathBuf::from("/var/lang")]
+        );
+        assert!(runtime.binds.iter().all(|b| !b.writable));
+        let names: Vec<_> = runtime.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["TZ", "LANG", "PATH", "LD_LIBRARY_PATH"]);
+        assert!(runtime.env[2].1.starts_with("/var/lang/bin:"));
+        // What the function gets for those names is what the prestarted runtime started with.
+        let function_env = environment(
+            &version,
+            &Layout::lambda(),
+            "a",
+            "r",
+            "s",
+            Some(Path::new("/var/lang/bin")),
+        );
+        for (name, value) in &runtime.env {
+            assert!(
+                function_env.contains(&(name.clone(), value.clone())),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn nothing_is_prestarted_for_custom_runtimes_or_variables_read_at_start() {
+        let python = ["/usr/bin/python3", "/var/runtime/bootstrap.py"];
+        let node = ["/usr/bin/node", "--expose-gc", "/var/runtime/bootstrap.mjs"];
+        for (runtime, vars, line) in [
+            ("provided.al2023", vec![], &["/var/task/bootstrap"][..]),
+            (
+                "python3.12",
+                vec![("PYTHONPATH", "/var/task/lib")],
+                &python[..],
+            ),
+            (
+                "python3.12",
+                vec![("LD_PRELOAD", "/var/task/x.so")],
+                &python[..],
+            ),
+            ("python3.12", vec![("LANG", "C")], &python[..]),
+            ("nodejs20.x", vec![("NODE_OPTIONS", "--x")], &node[..]),
+            ("nodejs20.x", vec![("TZ", "Europe/Paris")], &node[..]),
+            ("nodejs20.x", vec![("UV_THREADPOOL_SIZE", "8")], &node[..]),
+        ] {
+            let version = with_runtime_and_vars(runtime, &vars);
+            assert_eq!(prestart_of(&version, line), None, "{runtime} {vars:?}");
+        }
+        // Just under: a Python function may set TZ (the runtime applies it), a Node one
+        // anything not read at start.
+        let python_tz = with_runtime_and_vars("python3.12", &[("TZ", "Europe/Paris")]);
+        assert!(prestart_of(&python_tz, &python).is_some());
+        let node_plain = with_runtime_and_vars("nodejs20.x", &[("NODEJS", "x"), ("MY", "y")]);
+        assert!(prestart_of(&node_plain, &node).is_some());
     }
 }

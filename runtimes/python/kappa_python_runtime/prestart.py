@@ -7,7 +7,9 @@ Kappa writes to the pipe, as JSON up to end of file, the runtime's real command 
 environment and working directory. The runtime adopts them and goes on as if it had just
 been started with them. If a variable read when the interpreter starts differs (``PYTHON*``,
 the C library's and the dynamic loader's), the interpreter could not honour it after the fact:
-the runtime then executes itself again with the function's environment instead.
+the runtime then executes itself again with the function's environment instead. (Kappa does
+not prestart a runtime for a function that sets one of them: the list below is the server's
+too. The check here also covers the command line.)
 """
 
 import json
@@ -15,7 +17,8 @@ import os
 import sys
 import time
 
-# Read by CPython, the dynamic loader or the C library as the process starts.
+# Read by CPython, the dynamic loader or the C library as the process starts (as in Kappa's
+# crates/runtime/src/launch.rs).
 _START_PREFIXES = ("PYTHON", "LD_", "LC_", "MALLOC_")
 _START_NAMES = frozenset({"LANG", "HOME", "GLIBC_TUNABLES"})
 
