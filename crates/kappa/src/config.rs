@@ -44,8 +44,8 @@ pub struct ServerArgs {
     #[arg(long, env = "KAPPA_FUNCTION_NETWORK")]
     pub function_network: Option<FunctionNetwork>,
     /// Sandboxes kept started ahead of cold starts (cgroup joined, namespaces entered), for any
-    /// function and again for each recently used python3.x runtime, with its interpreter
-    /// started [default: 2]
+    /// function and again for each recently used python3.x or nodejs runtime, with its
+    /// interpreter started [default: 2]
     #[arg(long, env = "KAPPA_SANDBOX_POOL_SIZE")]
     pub sandbox_pool_size: Option<usize>,
     /// Seconds an idle environment stays warm [default: 300]
