@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { UnhandledPromiseRejection } from './errors.mjs';
 import { loadHandler } from './index.mjs';
 import { logError, patchConsole } from './logging.mjs';
-import { adoptRelease } from './prestart.mjs';
+import { adoptRelease, primeRuntimeApiClient } from './prestart.mjs';
 import { RuntimeApiClient } from './rapid.mjs';
 import { Runtime, installEmptyEventLoopHook } from './runtime.mjs';
 import { installAwsLambdaGlobal, streamingMode } from './streaming.mjs';
@@ -117,6 +117,7 @@ async function main() {
 const prestartFd = process.env._KAPPA_PRESTART_FD;
 if (prestartFd !== undefined) {
   delete process.env._KAPPA_PRESTART_FD;
+  await primeRuntimeApiClient();
   adoptRelease(Number(prestartFd));
 }
 await main();
