@@ -52,8 +52,8 @@ pub enum Launch {
 }
 
 /// The functions measured: a directory under `--functions-dir`, the name given to Kappa, the
-/// name in the table, and how each side runs it.
-const FUNCTIONS: [(&str, &str, &str, Launch); 3] = [
+/// name in the table, and how each side runs it. Capacity is measured for the first two.
+const FUNCTIONS: [(&str, &str, &str, Launch); 5] = [
     (
         "rust-echo",
         "kappa-bench-rust-echo",
@@ -67,6 +67,12 @@ const FUNCTIONS: [(&str, &str, &str, Launch); 3] = [
         Launch::Bootstrap,
     ),
     (
+        "node-echo",
+        "kappa-bench-node-echo",
+        "Node.js echo (Kappa's Node.js runtime client from a `bootstrap`)",
+        Launch::Bootstrap,
+    ),
+    (
         "python-managed",
         "kappa-bench-python-managed",
         "Python echo (Kappa: its `python3.12` runtime; RIE: `awslambdaric`)",
@@ -75,11 +81,24 @@ const FUNCTIONS: [(&str, &str, &str, Launch); 3] = [
             twin: "kappa-bench-python-echo",
         },
     ),
+    (
+        "node-managed",
+        "kappa-bench-node-managed",
+        "Node.js echo (Kappa: its `nodejs20.x` runtime; RIE: the same client from a `bootstrap`)",
+        Launch::Managed {
+            runtime: "nodejs20.x",
+            twin: "kappa-bench-node-echo",
+        },
+    ),
 ];
 
-/// The interpreter Kappa's `python3.12` runtime is given: the one the `awslambdaric` function's
-/// bootstrap runs, so that both rows start the same Python.
+/// Functions whose throughput, scale-up and density are measured too (the issue's two).
+const CAPACITY_FUNCTIONS: usize = 2;
+
+/// The interpreters Kappa's managed runtimes are given: the ones the `bootstrap` functions run,
+/// so that the rows compared start the same programs.
 const PYTHON: &str = "/usr/bin/python3";
+const NODE: &str = "/usr/bin/node";
 
 /// Flags of `kappa-bench invoke`.
 #[derive(Debug, Args)]
@@ -90,9 +109,10 @@ pub struct InvokeArgs {
     /// The runtime interface emulator [default: target/rie/aws-lambda-rie-x86_64]
     #[arg(long, env = "KAPPA_RIE_BIN")]
     pub rie_bin: Option<PathBuf>,
-    /// Directory with one directory per function: rust-echo and python-echo (`provided.al2023`,
-    /// holding `bootstrap`) and python-managed (holding `app.py`), as `scripts/bench-invoke`
-    /// prepares them [default: target/bench-functions]
+    /// Directory with one directory per function: rust-echo, python-echo and node-echo
+    /// (`provided.al2023`, holding `bootstrap`), python-managed (holding `app.py`) and
+    /// node-managed (holding `app.js`), as `scripts/bench-invoke` prepares them
+    /// [default: target/bench-functions]
     #[arg(long)]
     pub functions_dir: Option<PathBuf>,
     /// Measured warm invocations of each function on each side
@@ -171,6 +191,7 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
             let dir = functions_dir.join(dir);
             let entry = match launch {
                 Launch::Bootstrap => "bootstrap",
+                Launch::Managed { runtime, .. } if runtime.starts_with("nodejs") => "app.js",
                 Launch::Managed { .. } => "app.py",
             };
             ensure!(
@@ -218,10 +239,10 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         });
     }
 
-    // Throughput, scale-up and density compare like with like: the functions both sides run.
+    // Throughput, scale-up and density of the issue's two functions.
     let bootstrapped: Vec<BenchFunction> = functions
         .iter()
-        .filter(|function| function.launch == Launch::Bootstrap)
+        .take(CAPACITY_FUNCTIONS)
         .cloned()
         .collect();
     // In the order of `comparisons`, whose rows for managed runtimes come last.
@@ -295,7 +316,7 @@ fn section(
     let extra_notes: String = notes.iter().map(|note| format!("- {note}\n")).collect();
     format!(
         "{SECTION_HEADING}\n\n\
-         The same two `provided.al2023` functions (and a third row, below), invoked on this machine through Kappa and \
+         The same `provided.al2023` functions (and two managed-runtime rows, below), invoked on this machine through Kappa and \
          through the AWS Lambda Runtime Interface Emulator (RIE), the program AWS ships in its \
          base images and SAM CLI runs for local testing. A Rust echo built with the official \
          `lambda_runtime` crate (`crates/bench/fixtures/rust_echo`), and a Python handler \
@@ -341,14 +362,17 @@ fn section(
          sandbox shows with the rest of `/usr`) with `awslambdaric` in `pkgs/`, byte-compiled as \
          unchecked-hash `.pyc` so neither side recompiles it after extraction; \
          `PYTHONDONTWRITEBYTECODE=1`.\n\
-         - The third row is what a `python3.12` function gets on Kappa: the same `app.py` \
-         (`handler` returning its event) as a zip of its own, run by Kappa's Python runtime on \
-         the same interpreter (`--python {PYTHON}`). After a runtime's first cold start Kappa \
-         keeps sandboxes with that runtime's interpreter started and its bootstrap imported, \
-         waiting for a function (`--sandbox-pool-size` of them); a cold start hands one the \
-         function. The emulator has no managed runtimes: its columns repeat the `awslambdaric` \
-         row's figures, which is how AWS's base image runs a Python handler under it. Capacity \
-         figures below are for the first two rows only.\n\
+         - The Node.js echo (`app.js`, an async handler returning its event) is run by Kappa's \
+         own Node.js runtime client (`runtimes/nodejs`, copied into the zip) from a `bootstrap` \
+         that starts `{NODE}` with the flags Lambda passes for 1,769 MB.\n\
+         - The last two rows are what a `python3.12` or `nodejs20.x` function gets on Kappa: \
+         the same handler as a zip of its own, run by Kappa's managed runtime on the same \
+         interpreter (`--python {PYTHON}`, `--node {NODE}`). After a runtime's first cold start \
+         Kappa keeps sandboxes with that runtime's interpreter started and its bootstrap \
+         loaded, waiting for a function (`--sandbox-pool-size` of them); a cold start hands one \
+         the function. The emulator has no managed runtimes: its columns repeat the figures of \
+         the row named (for Python, `awslambdaric`: how AWS's base image runs a Python handler \
+         under it). Capacity figures below are for the first two rows only.\n\
          {extra_notes}\n\
          - Date: {date}\n\
          - Machine: {machine}\n\
