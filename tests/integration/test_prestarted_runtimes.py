@@ -111,21 +111,29 @@ def comparable(result: dict) -> dict:
     return same
 
 
-def test_a_prestarted_interpreter_serves_as_one_started_for_the_function(server_factory, tmp_path):
-    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
-    client = server.client()
-    name = h.new_name("prestart")
-    h.create_function(client, name, probe_zip(), Timeout=30, MemorySize=256,
-                      Environment={"Variables": {"MY_VAR": "hello", "TZ": ":UTC"}})
+def first_then_prestarted(server, client, name: str, program: bytes) -> dict:
+    """Invoke `name` in a server's first environment of its runtime (nothing prestarted yet),
+    then, once a prestarted `program` waits, in a new one; assert the second came from the
+    prestarted interpreter and shows what the first did. Returns the second's probe."""
     first = h.invoke_ok(client, name, {}).json()
-    assert first["prestarted"] is False, "a server's first Python cold start has nothing prestarted"
-    h.wait_until(20, lambda: waiting_interpreters(server), desc="a prestarted interpreter waiting")
+    assert first["prestarted"] is False, "a server's first cold start of a runtime has nothing prestarted"
+    h.wait_until(20, lambda: waiting_interpreters(server, program), desc=f"a prestarted {program} waiting")
     second = new_environment(client, name, 1)
     assert second["prestarted"] is True, second
     same_first, same_second = comparable(first), comparable(second)
     differing = set(same_first["environ"].items()) ^ set(same_second["environ"].items())
     assert not differing, differing
     assert same_second == same_first
+    return second
+
+
+def test_a_prestarted_interpreter_serves_as_one_started_for_the_function(server_factory, tmp_path):
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "1"})
+    client = server.client()
+    name = h.new_name("prestart")
+    h.create_function(client, name, probe_zip(), Timeout=30, MemorySize=256,
+                      Environment={"Variables": {"MY_VAR": "hello", "TZ": ":UTC"}})
+    second = first_then_prestarted(server, client, name, b"python")
     assert second["environ"]["MY_VAR"] == "hello"
     assert "_KAPPA_PRESTART_FD" not in second["environ"]
     assert second["cwd"] == "/var/task" and second["helper"] == "task root"
@@ -208,15 +216,7 @@ def test_a_prestarted_node_serves_as_one_started_for_the_function(server_factory
     client = server.client()
     name = node_function(client, "prestart-node", MemorySize=512,
                          Environment={"Variables": {"MY_VAR": "hello"}})
-    first = h.invoke_ok(client, name, {}).json()
-    assert first["prestarted"] is False
-    h.wait_until(20, lambda: waiting_interpreters(server, b"node"), desc="a prestarted node waiting")
-    second = new_environment(client, name, 1)
-    assert second["prestarted"] is True, second
-    same_first, same_second = comparable(first), comparable(second)
-    differing = set(same_first["environ"].items()) ^ set(same_second["environ"].items())
-    assert not differing, differing
-    assert same_second == same_first
+    second = first_then_prestarted(server, client, name, b"node")
     assert second["environ"]["MY_VAR"] == "hello" and "_KAPPA_PRESTART_FD" not in second["environ"]
     assert second["cwd"] == "/var/task" and second["pid"] == 2 and second["uid"] == [993, 990]
     assert second["context"][0] == name and second["context"][2] == "512"

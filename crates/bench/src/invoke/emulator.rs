@@ -61,7 +61,9 @@ pub async fn measure(
         let mut process = emulator.spawn()?;
         let mut connection = process.connect(&emulator).await?;
         let sent = Instant::now();
-        let response = measure::invoke(&mut connection, INVOKE_PATH, &[]).await?;
+        let response = measure::invoke(&mut connection, INVOKE_PATH, &[])
+            .await
+            .map_err(|err| err.context(emulator.log_tail()))?;
         cold_invoke.push(sent.elapsed());
         cold_from_change.push(process.spawned.elapsed());
         measure::check_echo(&response, SIDE).map_err(|err| err.context(emulator.log_tail()))?;

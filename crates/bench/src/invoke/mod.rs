@@ -240,11 +240,8 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
     }
 
     // Throughput, scale-up and density of the two functions.
-    let bootstrapped: Vec<BenchFunction> = functions
-        .iter()
-        .take(CAPACITY_FUNCTIONS)
-        .cloned()
-        .collect();
+    let bootstrapped: Vec<BenchFunction> =
+        functions.iter().take(CAPACITY_FUNCTIONS).cloned().collect();
     // In the order of `comparisons`, whose rows for managed runtimes come last.
     let capacities = capacity::measure(
         &kappa_bin,
