@@ -36,6 +36,42 @@ pub(super) fn read_u64(path: &Path) -> Result<u64, CgroupError> {
     })
 }
 
+/// A one-number control file kept open and read again from its start at every call: opening a
+/// cgroup file walks kernfs and sets up its `seq_file`, which costs more than the read itself,
+/// and the warm invoke path reads one after every invocation.
+#[derive(Debug)]
+pub(super) struct CounterFile {
+    path: PathBuf,
+    file: fs::File,
+}
+
+impl CounterFile {
+    pub(super) fn open(path: PathBuf) -> Result<Self, CgroupError> {
+        match fs::File::open(&path) {
+            Ok(file) => Ok(Self { path, file }),
+            Err(source) => Err(CgroupError::Read { path, source }),
+        }
+    }
+
+    /// The file's number now (a `seq_file` read at offset 0 shows the current value again).
+    pub(super) fn read(&self) -> Result<u64, CgroupError> {
+        use std::os::unix::fs::FileExt;
+        let mut buffer = [0u8; 32];
+        let length = self
+            .file
+            .read_at(&mut buffer, 0)
+            .map_err(|source| CgroupError::Read {
+                path: self.path.clone(),
+                source,
+            })?;
+        let text = String::from_utf8_lossy(buffer.get(..length).unwrap_or_default());
+        parse_u64(text.trim()).ok_or_else(|| CgroupError::Parse {
+            path: self.path.clone(),
+            text: text.into_owned(),
+        })
+    }
+}
+
 /// The value of `key` in a flat-keyed file (`key value` per line, as `memory.events`).
 pub(super) fn read_keyed(path: &Path, key: &str) -> Result<Option<u64>, CgroupError> {
     let text = read(path)?;

@@ -91,6 +91,26 @@ pub(super) enum Group {
     },
 }
 
+/// A group's open memory counters: the kernel's peak if it keeps one (v1, v2 from Linux 5.19),
+/// and on v2 the use now (v1's peak stands for both, as in [`Group::memory_usage`]).
+#[derive(Debug)]
+pub(super) struct MemoryCounters {
+    peak: Option<fs::CounterFile>,
+    current: Option<fs::CounterFile>,
+}
+
+impl MemoryCounters {
+    /// As [`Group::memory_usage`]: the peak if kept, and the use now.
+    pub(super) fn read(&self) -> Result<(Option<u64>, u64), CgroupError> {
+        let peak = self.peak.as_ref().map(fs::CounterFile::read).transpose()?;
+        let current = match &self.current {
+            Some(file) => file.read()?,
+            None => peak.unwrap_or(0),
+        };
+        Ok((peak, current))
+    }
+}
+
 impl Group {
     pub(super) fn version(&self) -> CgroupVersion {
         match self {
@@ -205,6 +225,27 @@ impl Group {
         match self {
             Self::V1 { cpu, .. } => v1::set_cpu_quota(cpu, quota_us),
             Self::V2 { dir } => v2::set_cpu_quota(dir, quota_us),
+        }
+    }
+
+    /// The files [`Group::memory_usage`] reads, opened once for reading again and again.
+    pub(super) fn open_memory_counters(&self) -> Result<MemoryCounters, CgroupError> {
+        match self {
+            Self::V1 { memory, .. } => Ok(MemoryCounters {
+                peak: Some(fs::CounterFile::open(v1::peak_memory_path(memory))?),
+                current: None,
+            }),
+            Self::V2 { dir } => {
+                let peak = v2::peak_memory_path(dir);
+                Ok(MemoryCounters {
+                    peak: if peak.exists() {
+                        Some(fs::CounterFile::open(peak)?)
+                    } else {
+                        None
+                    },
+                    current: Some(fs::CounterFile::open(v2::current_memory_path(dir))?),
+                })
+            }
         }
     }
 

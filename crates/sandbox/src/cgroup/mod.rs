@@ -18,6 +18,7 @@ mod v2;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::unistd::Pid;
@@ -236,6 +237,7 @@ impl CgroupManager {
             name: name.to_owned(),
             group,
             peak_seen: AtomicU64::new(0),
+            memory_counters: OnceLock::new(),
             removed: false,
         })
     }
@@ -267,6 +269,9 @@ pub struct EnvironmentCgroup {
     group: Group,
     /// Highest `memory.current` seen, where the kernel keeps no peak.
     peak_seen: AtomicU64,
+    /// The memory counters, opened at the first read (`None` inside: they could not be, and
+    /// every read opens the files by name).
+    memory_counters: OnceLock<Option<group::MemoryCounters>>,
     removed: bool,
 }
 
@@ -325,7 +330,13 @@ impl EnvironmentCgroup {
     /// Used). Where the kernel keeps no peak (v2 before Linux 5.19) it is the highest use seen at
     /// any call, so call it at the end of each invocation.
     pub fn peak_memory_bytes(&self) -> Result<u64, CgroupError> {
-        let (peak, current) = self.group.memory_usage()?;
+        let counters = self
+            .memory_counters
+            .get_or_init(|| self.group.open_memory_counters().ok());
+        let (peak, current) = match counters {
+            Some(counters) => counters.read()?,
+            None => self.group.memory_usage()?,
+        };
         let seen = self
             .peak_seen
             .fetch_max(current, Ordering::Relaxed)

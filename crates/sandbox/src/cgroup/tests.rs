@@ -277,13 +277,23 @@ fn v2_peak_memory_from_the_kernel_or_tracked() {
         .unwrap();
     let dir = root.path().join("kappa/server/env");
     populate_v2(&dir);
-    // No memory.peak (before Linux 5.19): the highest memory.current seen.
+    // No memory.peak (before Linux 5.19): the highest memory.current seen. The counter file is
+    // opened once and read again each time: each read sees the value written since.
     for (current, peak) in [(100, 100), (50, 100), (300, 300), (0, 300)] {
         put(&dir.join("memory.current"), &format!("{current}\n"));
         assert_eq!(env.peak_memory_bytes().unwrap(), peak);
     }
+    // With memory.peak (Linux 5.19+), the kernel's figure.
+    let env = manager
+        .create("env2", &EnvironmentLimits::for_memory_size(128))
+        .unwrap();
+    let dir = root.path().join("kappa/server/env2");
+    populate_v2(&dir);
+    put(&dir.join("memory.current"), "100\n");
     put(&dir.join("memory.peak"), "4096\n");
     assert_eq!(env.peak_memory_bytes().unwrap(), 4096);
+    put(&dir.join("memory.peak"), "8192\n");
+    assert_eq!(env.peak_memory_bytes().unwrap(), 8192);
 }
 
 #[test]
@@ -408,6 +418,8 @@ fn v1_peak_and_oom_come_from_the_memory_controller() {
     let memory = root.path().join("memory/kappa/server/env");
     put(&memory.join("memory.max_usage_in_bytes"), "52428800\n");
     assert_eq!(env.peak_memory_bytes().unwrap(), 52_428_800);
+    put(&memory.join("memory.max_usage_in_bytes"), "104857600\n");
+    assert_eq!(env.peak_memory_bytes().unwrap(), 104_857_600);
 
     put(
         &memory.join("memory.oom_control"),

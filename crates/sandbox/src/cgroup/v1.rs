@@ -100,7 +100,11 @@ pub(super) fn set_cpu_quota(cpu: &Path, quota_us: Option<u64>) -> Result<(), Cgr
 }
 
 pub(super) fn peak_memory(memory: &Path) -> Result<u64, CgroupError> {
-    fs::read_u64(&memory.join("memory.max_usage_in_bytes"))
+    fs::read_u64(&peak_memory_path(memory))
+}
+
+pub(super) fn peak_memory_path(memory: &Path) -> std::path::PathBuf {
+    memory.join("memory.max_usage_in_bytes")
 }
 
 /// How many processes of the group the OOM killer has killed (`oom_kill`, Linux 4.13+); on older

@@ -67,7 +67,7 @@ pub(super) fn set_cpu_quota(dir: &Path, quota_us: Option<u64>) -> Result<(), Cgr
 
 /// The group's highest memory use, if the kernel keeps it (`memory.peak`, Linux 5.19+).
 pub(super) fn peak_memory(dir: &Path) -> Result<Option<u64>, CgroupError> {
-    let path = dir.join("memory.peak");
+    let path = peak_memory_path(dir);
     if path.exists() {
         fs::read_u64(&path).map(Some)
     } else {
@@ -75,8 +75,16 @@ pub(super) fn peak_memory(dir: &Path) -> Result<Option<u64>, CgroupError> {
     }
 }
 
+pub(super) fn peak_memory_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("memory.peak")
+}
+
 pub(super) fn current_memory(dir: &Path) -> Result<u64, CgroupError> {
-    fs::read_u64(&dir.join("memory.current"))
+    fs::read_u64(&current_memory_path(dir))
+}
+
+pub(super) fn current_memory_path(dir: &Path) -> std::path::PathBuf {
+    dir.join("memory.current")
 }
 
 /// How many processes of the group the OOM killer has killed.
