@@ -134,8 +134,11 @@ class KappaServer:
         env: dict[str, str] | None = None,
         region: str = REGION,
         account_id: str = ACCOUNT_ID,
+        pass_fds: tuple[int, ...] = (),
     ):
         self.data_dir = Path(data_dir)
+        # Descriptors the server inherits, as from a launcher that leaves some open.
+        self.pass_fds = pass_fds
         self.log_dir = Path(log_dir)
         self.port = port
         self.custom_args = args
@@ -190,6 +193,7 @@ class KappaServer:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                pass_fds=self.pass_fds,
             )
         finally:
             log.close()

@@ -260,6 +260,8 @@ OPS = {
     "spawn_sleeper": spawn_sleeper,
     "fork_bomb": fork_bomb,
     "pids": lambda event: {"pids": sorted(int(p) for p in os.listdir("/proc") if p.isdigit())},
+    "fds": lambda event: {"fds": {fd: os.readlink("/proc/self/fd/" + fd) if os.path.exists("/proc/self/fd/" + fd)
+                                  else None for fd in os.listdir("/proc/self/fd")}},
     "env": lambda event: {"stream": os.environ.get("AWS_LAMBDA_LOG_STREAM_NAME"),
                           "hostname": socket.gethostname()},
     "write_marker": lambda event: write_file("/tmp/" + event["name"], event["name"].encode()) or {"ok": True},
@@ -908,3 +910,23 @@ def test_tmp_is_capped_at_ephemeral_storage(client):
     filled = call(client, name, op="fill_tmp", mb=520)
     assert filled["error"] == "ENOSPC", filled
     assert filled["written"] <= 512 << 20, filled
+
+
+def test_a_function_gets_no_descriptor_the_server_inherited(server_factory, tmp_path):
+    """Whatever the server's own launcher left open (a shell's, a CI runner's) stays out of the
+    runtime: __sandbox-init marks every inherited descriptor close-on-exec."""
+    secret = tmp_path / "launcher-secret"
+    secret.write_bytes(b"not for functions")
+    inherited = os.open(secret, os.O_RDONLY)
+    try:
+        server = server_factory(tmp_path / "data", pass_fds=(inherited,))
+        assert str(secret) in [os.path.realpath(p) for p in
+                               (f"/proc/{server.proc.pid}/fd/{fd}" for fd in os.listdir(f"/proc/{server.proc.pid}/fd"))]
+    finally:
+        os.close(inherited)
+    client = server.client()
+    name = make_probe(client, "sandbox-fds")
+    fds = call(client, name, op="fds")["fds"]
+    assert str(secret) not in fds.values(), fds
+    # stdin, stdout, stderr, the Runtime API connection, and the listing's own descriptor.
+    assert len(fds) == 5, fds

@@ -10,6 +10,11 @@
 //! start takes one from the pool and pays only for the function's part: its binds (sent as
 //! detached mounts), the switch to the sandbox user and the runtime itself. The pool refills in
 //! the background.
+//!
+//! Besides that pool for any function, one pool per managed runtime that can be prestarted (at
+//! most [`MAX_PRESTARTED_RUNTIMES`], made when a cold start first asks for it) holds sandboxes in
+//! which that runtime's interpreter is already started and waiting for its function (see
+//! `kappa_sandbox`'s `prestart.rs`); a cold start of that runtime takes one of those first.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::PipeReader;
