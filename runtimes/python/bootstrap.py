@@ -18,4 +18,9 @@ if __name__ == "__main__":
         from kappa_python_runtime.prestart import wait_for_function
 
         wait_for_function(int(prestart_fd))
+    zygote_fd = os.environ.pop("_KAPPA_ZYGOTE_FD", None)
+    if zygote_fd is not None:  # forked into each new environment: see zygote.py
+        from kappa_python_runtime.zygote import become_runtime
+
+        become_runtime(int(zygote_fd))
     main()

@@ -8,8 +8,9 @@ descriptors), that a function whose variables only a new interpreter can honour 
 that an interpreter that died while waiting is replaced by an ordinary start.
 
 How a test knows which kind of start it got: `/proc/self/environ` keeps the environment a
-process was executed with, and a prestarted interpreter was executed with `_KAPPA_PRESTART_FD`
-(which its `os.environ` no longer has).
+process was executed with, and a prestarted interpreter was executed with `_KAPPA_PRESTART_FD`,
+a Python zygote (which forks the runtimes of every other new Python environment: see
+test_zygote_runtimes.py) with `_KAPPA_ZYGOTE_FD` (which their `os.environ` no longer have).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ def handler(event, context):
             pass  # the listing's own descriptor, closed by now
     return {
         "prestarted": "_KAPPA_PRESTART_FD" in at_exec,
+        "forked": "_KAPPA_ZYGOTE_FD" in at_exec,
         "environ": dict(os.environ),
         "cwd": os.getcwd(),
         "sys_path": sys.path,
@@ -102,7 +104,7 @@ def comparable(result: dict) -> dict:
     """What must be the same in every environment of one function, however it started."""
     same = dict(result)
     same["environ"] = {k: v for k, v in result["environ"].items() if k not in PER_ENVIRONMENT}
-    for key in ("prestarted", "hostname", "context", "descriptors"):
+    for key in ("prestarted", "forked", "pid", "hostname", "context", "descriptors"):
         same.pop(key, None)
     same["context"] = result["context"][:4]
     if "descriptors" in result:
@@ -112,14 +114,17 @@ def comparable(result: dict) -> dict:
 
 
 def first_then_prestarted(server, client, name: str, program: bytes) -> dict:
-    """Invoke `name` in a server's first environment of its runtime (nothing prestarted yet),
-    then, once a prestarted `program` waits, in a new one; assert the second came from the
-    prestarted interpreter and shows what the first did. Returns the second's probe."""
+    """Invoke `name` in a server's first environment of its runtime (nothing prestarted yet:
+    a Python runtime is forked from its zygote, pid 3; node is started, pid 2), then, once a
+    prestarted `program` waits, in a new one; assert the second came from the prestarted
+    interpreter (pid 2) and shows what the first did. Returns the second's probe."""
     first = h.invoke_ok(client, name, {}).json()
     assert first["prestarted"] is False, "a server's first cold start of a runtime has nothing prestarted"
+    assert first["forked"] is (program == b"python"), first
+    assert first["pid"] == (3 if first["forked"] else 2), first
     h.wait_until(20, lambda: waiting_interpreters(server, program), desc=f"a prestarted {program} waiting")
     second = new_environment(client, name, 1)
-    assert second["prestarted"] is True, second
+    assert second["prestarted"] is True and second["forked"] is False, second
     same_first, same_second = comparable(first), comparable(second)
     differing = set(same_first["environ"].items()) ^ set(same_second["environ"].items())
     assert not differing, differing
@@ -160,6 +165,7 @@ def test_a_start_up_variable_gets_the_function_a_new_interpreter(server_factory,
                       Environment={"Variables": {"PYTHONPATH": "/var/task/vendor"}})
     result = h.invoke_ok(client, name, {}).json()
     assert result["prestarted"] is False, "executed again with the function's environment"
+    assert result["forked"] is False, "a zygote cannot honour PYTHONPATH either"
     assert result["helper"] == "vendor"
     assert "/var/task/vendor" in result["sys_path"]
     assert result["pid"] == 2 and result["environ"]["PYTHONPATH"] == "/var/task/vendor"
@@ -175,7 +181,7 @@ def test_an_interpreter_that_died_waiting_is_replaced_by_an_ordinary_start(serve
     os.kill(waiting, signal.SIGKILL)
     time.sleep(0.2)
     result = new_environment(client, name, 1)
-    assert result["prestarted"] is False
+    assert result["prestarted"] is False and result["forked"] is False
     # Forked by the namespace's init in place of the dead pid 2.
     assert result["environ"]["AWS_LAMBDA_FUNCTION_NAME"] == name and result["pid"] == 3
     assert server.alive()
@@ -190,6 +196,7 @@ exports.handler = async (event, context) => {
     .map((item) => item.split('=')[0]);
   return {
     prestarted: atExec.includes('_KAPPA_PRESTART_FD'),
+    forked: atExec.includes('_KAPPA_ZYGOTE_FD'),
     environ: { ...process.env },
     cwd: process.cwd(),
     hostname: os.hostname(),

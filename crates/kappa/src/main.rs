@@ -6,6 +6,8 @@ mod server;
 
 /// Hidden subcommand run by the server to start an execution environment.
 const SANDBOX_INIT: &str = "__sandbox-init";
+/// Hidden subcommand run by the server to start a runtime's zygote.
+const SANDBOX_ZYGOTE: &str = "__sandbox-zygote";
 
 use std::process::ExitCode;
 
@@ -30,11 +32,10 @@ enum Command {
 
 fn main() -> ExitCode {
     // The sandbox entry point comes first and stays small: it runs once per environment start.
-    if std::env::args_os()
-        .nth(1)
-        .is_some_and(|a| a == SANDBOX_INIT)
-    {
-        return sandbox_init();
+    match std::env::args_os().nth(1) {
+        Some(arg) if arg == SANDBOX_INIT => return sandbox_init(),
+        Some(arg) if arg == SANDBOX_ZYGOTE => return sandbox_zygote(),
+        _ => {}
     }
     let cli = Cli::parse();
     init_logging();
@@ -87,6 +88,33 @@ fn sandbox_init() -> ExitCode {
         Err(err) => {
             let text = kappa_sandbox::error_chain(&err);
             eprintln!("kappa: starting the execution environment failed: {text}");
+            ExitCode::from(127)
+        }
+    }
+}
+
+/// Make the zygote's mount namespace and `exec` the runtime described by
+/// `KAPPA_ZYGOTE_RUNTIME` as a zygote (its channel is standard input); returns only on failure.
+fn sandbox_zygote() -> ExitCode {
+    let runtime = std::env::var("KAPPA_ZYGOTE_RUNTIME")
+        .map_err(|err| err.to_string())
+        .and_then(|text| {
+            kappa_sandbox::PrestartedRuntime::from_json(&text).map_err(|err| err.to_string())
+        });
+    let runtime = match runtime {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!(
+                "kappa {SANDBOX_ZYGOTE}: KAPPA_ZYGOTE_RUNTIME: {err} (this command is run by kappa server)"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match kappa_sandbox::serve_as_zygote(&runtime) {
+        Ok(never) => match never {},
+        Err(err) => {
+            let text = kappa_sandbox::error_chain(&err);
+            eprintln!("kappa: starting a zygote failed: {text}");
             ExitCode::from(127)
         }
     }

@@ -181,7 +181,11 @@ impl ExecutionEnvironment {
         // runtime started in it if it came from the runtime's pool).
         let mut sandbox = settings
             .sandboxes
-            .take(settings.network.for_function(version), prestart)
+            .take(
+                settings.network.for_function(version),
+                prestart,
+                &version.name,
+            )
             .await
             .map_err(|message| platform_failure(request_id, &std::io::Error::other(message)))?;
         let id = sandbox.id.clone();
@@ -327,7 +331,7 @@ impl ExecutionEnvironment {
             hostname: format!("kappa-{}", &id[..12]),
             open_files_limit: OPEN_FILES_LIMIT,
         };
-        if let Err(err) = sandbox.send(&spec) {
+        if let Err(err) = sandbox.start(&spec).await {
             return Err(fail(
                 "Runtime.Unknown",
                 format!("starting the sandbox: {err}"),

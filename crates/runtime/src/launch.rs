@@ -403,6 +403,8 @@ pub fn prestart(
         argv: argv.to_vec(),
         env: start_environment(layout, interpreter_dir),
         open_files_limit,
+        // CPython forks cleanly; node's V8 runs threads that a fork would not carry over.
+        forkable: family == PrestartFamily::Python,
     })
 }
 

@@ -18,6 +18,7 @@ mod network_policy;
 mod pool;
 mod runtime_api;
 mod sandbox_pool;
+mod zygote;
 
 pub use async_invoke::{AsyncSettings, Invocations};
 pub use invoker::{FunctionRuntime, RuntimeSettings};

@@ -25,16 +25,27 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kappa_sandbox::{
-    CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, PrestartedRuntime, SandboxBase,
-    SandboxNetwork, SandboxSpec,
+    CgroupManager, EnvironmentCgroup, EnvironmentLimits, Isolation, PrestartedRuntime,
+    RuntimeRelease, SandboxBase, SandboxNetwork, SandboxSpec, ZygoteFork,
 };
 use nix::unistd::Pid;
+
+use crate::zygote::{Zygote, Zygotes};
 
 /// Memory a pooled sandbox's group starts with, before a function sets its own.
 const POOLED_MEMORY_MB: u64 = 128;
 
 /// Managed runtimes kept prestarted at once; the one taken from least recently makes way.
 const MAX_PRESTARTED_RUNTIMES: usize = 4;
+
+/// Zygotes kept at once (one per function and runtime); the least recently used makes way.
+const MAX_ZYGOTES: usize = 8;
+
+/// A zygote not asked for this long is stopped (at the next cold start of a forkable runtime).
+const ZYGOTE_IDLE_LIMIT: Duration = Duration::from_secs(600);
+
+/// How long a sandbox may take to attach its function and hand over what its zygote needs.
+const HANDOVER_LIMIT: Duration = Duration::from_secs(10);
 
 /// One sandbox, entered and waiting for its function.
 #[derive(Debug)]
@@ -51,6 +62,10 @@ pub struct PreparedSandbox {
     pub cgroup: Option<Arc<EnvironmentCgroup>>,
     /// The runtime already started in it, waiting for its function.
     pub prestarted: Option<Arc<PrestartedRuntime>>,
+    /// The zygote that forks its runtime in, once the function is attached.
+    zygote: Option<Arc<Zygote>>,
+    /// Whether it has a network namespace of its own.
+    isolated_network: bool,
 }
 
 impl PreparedSandbox {
@@ -91,6 +106,44 @@ impl PreparedSandbox {
             })
             .collect::<std::io::Result<Vec<_>>>()?;
         kappa_sandbox::write_spec(&self.channel, &spec, &trees)
+    }
+
+    /// Hand the function's part over ([`PreparedSandbox::send`]) and have its runtime started:
+    /// by the sandbox, or forked in by the zygote this sandbox was prepared for. A zygote that
+    /// fails leaves the start to the sandbox (logged).
+    pub async fn start(&mut self, spec: &SandboxSpec) -> std::io::Result<()> {
+        self.send(spec)?;
+        let Some(zygote) = self.zygote.clone() else {
+            return Ok(());
+        };
+        let channel = self.channel.try_clone()?;
+        let request = ZygoteFork {
+            namespaces: ZygoteFork::namespaces(self.isolated_network),
+            process_group: self.pid.as_raw(),
+            cgroup_procs: self
+                .cgroup
+                .as_ref()
+                .map(|cgroup| cgroup.procs_files())
+                .unwrap_or_default(),
+            open_files_limit: spec.open_files_limit,
+            release: RuntimeRelease {
+                argv: spec.argv.clone(),
+                env: spec.env.clone(),
+                cwd: spec.cwd.clone(),
+            },
+        };
+        tokio::task::spawn_blocking(move || {
+            channel.set_read_timeout(Some(HANDOVER_LIMIT))?;
+            let handover = kappa_sandbox::receive_handover(&channel)?;
+            let forked = zygote.fork(&request, &handover);
+            drop(handover);
+            if let Err(reason) = &forked {
+                tracing::warn!(%reason, "the zygote did not start a runtime; the sandbox starts it");
+            }
+            kappa_sandbox::answer_handover(&channel, forked.is_ok())
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     fn is_waiting(&mut self) -> bool {
@@ -143,6 +196,7 @@ pub struct SandboxLauncher {
     handover_limit: Duration,
     pool_size: usize,
     pools: Mutex<HashMap<PoolKey, Pool>>,
+    zygotes: Zygotes,
     /// Set at shutdown: nothing more is prepared, and what is still being prepared is dropped.
     closed: AtomicBool,
 }
@@ -157,6 +211,7 @@ impl SandboxLauncher {
         pool_size: usize,
     ) -> Arc<Self> {
         Arc::new(Self {
+            zygotes: Zygotes::new(init_program.clone(), MAX_ZYGOTES, ZYGOTE_IDLE_LIMIT),
             init_program,
             isolation,
             network,
@@ -178,31 +233,44 @@ impl SandboxLauncher {
         self.isolation == Isolation::MountNamespace && network == SandboxNetwork::Isolated
     }
 
-    /// A sandbox with `network` for a new environment: one with `prestart`'s runtime already
-    /// started if one is waiting, else a pooled one for any function (the pools hold sandboxes
-    /// of the server's default network), else one prepared now. Whatever pool was asked is
-    /// topped up in the background; asking for a runtime's the first time creates its pool.
+    /// A sandbox with `network` for a new environment of `function`: one with `prestart`'s
+    /// runtime already started if one is waiting, else (for a runtime that can be forked) one
+    /// prepared now for the function's zygote of that runtime, else a pooled one for any
+    /// function (the pools hold sandboxes of the server's default network), else one prepared
+    /// now. Whatever pool was asked is topped up in the background; asking for a runtime's the
+    /// first time creates its pool.
     pub async fn take(
         self: &Arc<Self>,
         network: SandboxNetwork,
         prestart: Option<PrestartedRuntime>,
+        function: &str,
     ) -> Result<PreparedSandbox, String> {
-        if network != self.network {
-            return self.prepare(network, None).await;
-        }
-        if let Some(runtime) = prestart.filter(|_| self.isolation == Isolation::MountNamespace) {
-            let key = Some(Arc::new(runtime));
+        let runtime = prestart
+            .filter(|_| self.isolation == Isolation::MountNamespace)
+            .map(Arc::new);
+        if let Some(runtime) = runtime.as_ref().filter(|_| network == self.network) {
+            let key = Some(Arc::clone(runtime));
             let prestarted = self.pop(&key);
             self.refill(&key);
             if let Some(sandbox) = prestarted {
                 return Ok(sandbox);
             }
         }
+        if let Some(zygote) =
+            runtime.and_then(|runtime| self.zygotes.for_function(&runtime, function))
+        {
+            let mut sandbox = self.prepare(network, None, true).await?;
+            sandbox.zygote = Some(zygote);
+            return Ok(sandbox);
+        }
+        if network != self.network {
+            return self.prepare(network, None, false).await;
+        }
         let pooled = self.pop(&None);
         self.refill(&None);
         match pooled {
             Some(sandbox) => Ok(sandbox),
-            None => self.prepare(network, None).await,
+            None => self.prepare(network, None, false).await,
         }
     }
 
@@ -252,7 +320,7 @@ impl SandboxLauncher {
             let key = key.clone();
             tokio::spawn(async move {
                 let prepared = launcher
-                    .prepare(launcher.network, key.clone())
+                    .prepare(launcher.network, key.clone(), false)
                     .await
                     .inspect_err(|err| {
                         tracing::warn!(error = %err, "could not prepare a sandbox for the pool")
@@ -286,6 +354,7 @@ impl SandboxLauncher {
     /// At shutdown: stop preparing, and stop and remove every waiting sandbox.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.zygotes.close();
         let waiting = self
             .pools
             .lock()
@@ -306,11 +375,12 @@ impl SandboxLauncher {
     }
 
     /// Spawn `__sandbox-init` into a fresh cgroup and wait until it is entered and waiting (with
-    /// `prestart`, with that runtime started in it).
+    /// `prestart`, with that runtime started in it; `for_zygote`, for a runtime forked in).
     async fn prepare(
         &self,
         network: SandboxNetwork,
         prestart: PoolKey,
+        for_zygote: bool,
     ) -> Result<PreparedSandbox, String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let cgroup = match &self.cgroups {
@@ -323,6 +393,7 @@ impl SandboxLauncher {
             parent_pid: i32::try_from(std::process::id()).ok(),
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             prestart: prestart.as_deref().cloned(),
+            runtime_from_zygote: for_zygote,
         };
         let base_json = base.to_json().map_err(|e| format!("sandbox base: {e}"))?;
         let (log_reader, log_writer) = std::io::pipe().map_err(|e| format!("log pipe: {e}"))?;
@@ -357,6 +428,8 @@ impl SandboxLauncher {
             api_listener: None,
             cgroup,
             prestarted: prestart,
+            zygote: None,
+            isolated_network: self.api_inside(network),
         };
         if self.api_inside(network) {
             let channel = sandbox

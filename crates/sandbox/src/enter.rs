@@ -149,13 +149,13 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     crate::root_fs::build_and_enter(prestart.map(|p| p.binds.as_slice()).unwrap_or_default())?;
     // The namespace's init mounts /proc and forks the runtime's process, which waits for the
     // spec (or, prestarted, is started at once and waits for its function).
-    crate::pid_namespace::run(channel, filter, prestart)
+    crate::pid_namespace::run(channel, filter, prestart, base.runtime_from_zygote)
 }
 
 /// Descriptors this process inherited beyond the standard three (left open by whoever started
 /// the server: a shell, a CI runner) are not the runtime's: all are closed at its `exec`. The
 /// ones the sandbox hands the runtime on purpose are made inheritable when they are made.
-fn close_inherited_on_exec() {
+pub(crate) fn close_inherited_on_exec() {
     // SAFETY: close_range with CLOSE_RANGE_CLOEXEC only sets descriptor flags; it reads and
     // writes no memory of this process.
     let set = unsafe {
@@ -189,9 +189,17 @@ fn close_inherited_on_exec() {
 /// runtime's process, pid 2, still uid 0, in the finished root): attach the binds, name the host.
 pub(crate) fn receive_function(channel: std::fs::File) -> Result<SandboxSpec, SandboxError> {
     let mut channel = channel;
-    let (spec, trees) = read_spec(&mut channel).map_err(SandboxError::Spec)?;
+    let spec = receive_function_on(&mut channel)?;
     drop(channel);
     stdin_from_null()?;
+    Ok(spec)
+}
+
+/// [`receive_function`], keeping the channel open (and standard input as it is).
+pub(crate) fn receive_function_on(
+    channel: &mut std::fs::File,
+) -> Result<SandboxSpec, SandboxError> {
+    let (spec, trees) = read_spec(channel).map_err(SandboxError::Spec)?;
     nix::unistd::sethostname(&spec.hostname).map_err(SandboxError::Hostname)?;
     crate::root_fs::attach_binds(&spec.binds, trees)?;
     Ok(spec)
@@ -282,14 +290,19 @@ fn become_sandbox_user() -> nix::Result<()> {
 
 /// Bind `path` onto itself and make that bind read-only.
 pub(crate) fn bind_read_only(path: &Path) -> nix::Result<()> {
+    bind_to(path, path)
+}
+
+/// Bind `source` at `target`, read-only.
+pub(crate) fn bind_to(source: &Path, target: &Path) -> nix::Result<()> {
     mount(
-        Some(path),
-        path,
+        Some(source),
+        target,
         None::<&str>,
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None::<&str>,
     )?;
-    remount_read_only(path, MsFlags::MS_BIND)
+    remount_read_only(target, MsFlags::MS_BIND)
 }
 
 pub(crate) fn remount_read_only(target: &Path, extra: MsFlags) -> nix::Result<()> {

@@ -23,6 +23,7 @@ mod pid_namespace;
 mod prestart;
 mod root_fs;
 mod spec;
+mod zygote;
 
 pub use capabilities::{CapabilityError, drop_all_capabilities};
 pub use detached_mount::clone_tree;
@@ -31,6 +32,10 @@ pub use network::{RUNTIME_API_ADDRESS, receive_runtime_api_listener};
 pub use spec::{
     Bind, Isolation, PRESTART_FD_VARIABLE, PrestartedRuntime, RuntimeRelease, SANDBOX_GID,
     SANDBOX_UID, SandboxBase, SandboxNetwork, SandboxSpec, write_spec,
+};
+pub use zygote::{
+    ZYGOTE_FD_VARIABLE, ZygoteFork, ZygoteSettings, answer_handover, fork_in_zygote,
+    receive_handover, send_zygote_settings, serve_as_zygote,
 };
 mod cgroup;
 pub use cgroup::{

@@ -45,6 +45,7 @@ pub(crate) fn run(
     channel: File,
     filter: SyscallFilter,
     prestart: Option<&PrestartedRuntime>,
+    from_zygote: bool,
 ) -> Result<Infallible, SandboxError> {
     let (report_read, report_write) = std::io::pipe().map_err(|e| {
         SandboxError::PidNamespace(nix::Error::try_from(e).unwrap_or(nix::Error::EIO))
@@ -61,7 +62,7 @@ pub(crate) fn run(
         }
         ForkResult::Child => {
             drop(report_read);
-            namespace_init(channel, &filter, prestart, report_write)
+            namespace_init(channel, &filter, prestart, from_zygote, report_write)
         }
     }
 }
@@ -135,6 +136,7 @@ fn namespace_init(
     channel: File,
     filter: &SyscallFilter,
     prestart: Option<&PrestartedRuntime>,
+    from_zygote: bool,
     mut report: std::io::PipeWriter,
 ) -> ! {
     // If the relay goes (the server died, and took the relay with it), so does this init, and
@@ -167,6 +169,8 @@ fn namespace_init(
     let runtime = match prestart {
         // This init receives the function and attaches it, then releases the runtime.
         Some(prestart) => crate::prestart::start_then_release(channel, filter, prestart),
+        // This init receives the function and attaches it; a zygote forks the runtime in.
+        None if from_zygote => crate::zygote::receive_forked_runtime(channel, filter),
         None => {
             // The runtime's process is forked now, ahead of its function: it waits for the
             // spec, so a cold start does not pay for the fork.

@@ -81,6 +81,25 @@ impl SyscallFilter {
         }
         Ok(())
     }
+
+    /// The programs as the kernel takes them (`struct sock_filter` arrays in native byte
+    /// order), in the order [`SyscallFilter::install`] attaches them: for a process that installs
+    /// the same filter itself (a runtime forked from a zygote).
+    pub fn to_kernel_bytes(&self) -> Vec<Vec<u8>> {
+        self.programs
+            .iter()
+            .map(|program| {
+                let mut bytes = Vec::with_capacity(program.len() * 8);
+                for instruction in program {
+                    bytes.extend_from_slice(&instruction.code.to_ne_bytes());
+                    bytes.push(instruction.jt);
+                    bytes.push(instruction.jf);
+                    bytes.extend_from_slice(&instruction.k.to_ne_bytes());
+                }
+                bytes
+            })
+            .collect()
+    }
 }
 
 /// Compile the default policy and install it on the current (single-threaded) process.

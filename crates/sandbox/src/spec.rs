@@ -63,6 +63,11 @@ pub struct SandboxBase {
     /// A managed runtime to start now, before its function is known (isolated modes only).
     #[serde(default)]
     pub prestart: Option<PrestartedRuntime>,
+    /// The runtime's process will be forked into this sandbox by a zygote (see `zygote.rs`):
+    /// the namespace's init receives and attaches the function itself, hands the server what
+    /// the zygote needs, and starts the runtime itself only if told to (isolated modes only).
+    #[serde(default)]
+    pub runtime_from_zygote: bool,
 }
 
 /// A managed runtime's interpreter started while its sandbox waits in the pool: it loads
@@ -81,6 +86,10 @@ pub struct PrestartedRuntime {
     pub env: Vec<(String, String)>,
     /// `RLIMIT_NOFILE` of the runtime.
     pub open_files_limit: u64,
+    /// Whether its interpreter may also serve as a zygote, forked for each new environment
+    /// (Python; not Node.js, whose threads do not survive a fork).
+    #[serde(default)]
+    pub forkable: bool,
 }
 
 /// Names, in a prestarted runtime's environment, the file descriptor it reads its
@@ -95,6 +104,16 @@ pub struct RuntimeRelease {
     pub argv: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
+}
+
+impl PrestartedRuntime {
+    pub fn to_json(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    pub fn from_json(text: &str) -> serde_json::Result<Self> {
+        serde_json::from_str(text)
+    }
 }
 
 impl SandboxBase {

@@ -68,7 +68,12 @@ def needs_restart(argv, env, at_exec):
 
 def wait_for_function(fd):
     """Block until the function arrives; return adopted, or never (executed again)."""
-    argv, env, cwd = read_release(fd)
+    adopt(*read_release(fd))
+
+
+def adopt(argv, env, cwd):
+    """Go on as if started with ``argv`` in ``env`` and ``cwd``; or never return, executed
+    again with them, when only a new interpreter could honour them."""
     os.chdir(cwd)
     at_exec = environment_at_exec()
     if needs_restart(argv, env, at_exec):

@@ -41,6 +41,8 @@ pub struct CapacityArgs {
 /// One function's capacity figures.
 #[derive(Debug, Clone)]
 pub struct Capacity {
+    /// The function's label in the tables.
+    pub label: &'static str,
     pub throughput: Throughputs,
     pub scale_up: ScaleUp,
     pub breakdown: ColdBreakdown,
@@ -49,12 +51,13 @@ pub struct Capacity {
 }
 
 /// Every function's capacity figures: throughput, scale-up and the cold-start parts on one new
-/// server, density on another (so that nothing else runs in it), the emulator's memory last.
+/// server, density on another (so that nothing else runs in it), the emulator's memory last
+/// (each pair's second function is what the emulator runs for the first).
 pub async fn measure(
     kappa_bin: &Path,
     rie_bin: &Path,
     scratch: &Path,
-    functions: &[BenchFunction],
+    pairs: &[(BenchFunction, BenchFunction)],
     args: CapacityArgs,
     cold_rounds: usize,
 ) -> Result<Vec<Capacity>> {
@@ -63,7 +66,7 @@ pub async fn measure(
         eprintln!("kappa-bench: starting a server for throughput and scale-up");
         let server = KappaServer::start(kappa_bin, STARTUP_TIMEOUT).await?;
         let mut connection = ApiConnection::open(server.address()).await?;
-        for function in functions {
+        for (function, _) in pairs {
             let figures = kappa_figures(&server, &mut connection, function, args, cold_rounds)
                 .await
                 .map_err(|err| {
@@ -81,7 +84,7 @@ pub async fn measure(
         eprintln!("kappa-bench: starting a server for density");
         let server = KappaServer::start(kappa_bin, STARTUP_TIMEOUT).await?;
         let mut connection = ApiConnection::open(server.address()).await?;
-        for function in functions {
+        for (function, _) in pairs {
             eprintln!(
                 "kappa-bench: {} idle environments of {} on Kappa",
                 args.density_count, function.name
@@ -106,14 +109,15 @@ pub async fn measure(
         }
     }
     let mut all = Vec::new();
-    for ((function, (throughput, scale_up, breakdown)), density) in
-        functions.iter().zip(partial).zip(densities)
+    for (((function, twin), (throughput, scale_up, breakdown)), density) in
+        pairs.iter().zip(partial).zip(densities)
     {
-        eprintln!("kappa-bench: {}'s memory on the emulator", function.name);
-        let emulator_memory = density::emulator(rie_bin, scratch, function)
+        eprintln!("kappa-bench: {}'s memory on the emulator", twin.name);
+        let emulator_memory = density::emulator(rie_bin, scratch, twin)
             .await
-            .with_context(|| format!("measuring {}'s memory on the emulator", function.name))?;
+            .with_context(|| format!("measuring {}'s memory on the emulator", twin.name))?;
         all.push(Capacity {
+            label: function.label,
             throughput,
             scale_up,
             breakdown,

@@ -17,13 +17,19 @@ struct Row {
     ratio: Option<f64>,
 }
 
-/// A markdown table with the capacity rows of every function (`capacities` in the order of
-/// `comparisons`).
+/// A markdown table with the capacity rows of every function in `capacities`, beside the
+/// emulator's figures from its row in `comparisons`.
 pub fn capacity_table(comparisons: &[Comparison], capacities: &[Capacity]) -> String {
     let mut table = String::from(
         "| Function | Figure | Kappa | RIE | Kappa / RIE |\n|---|---|---:|---:|---:|\n",
     );
-    for (comparison, capacity) in comparisons.iter().zip(capacities) {
+    for capacity in capacities {
+        let Some(comparison) = comparisons
+            .iter()
+            .find(|comparison| comparison.function == capacity.label)
+        else {
+            continue;
+        };
         for row in rows(comparison, capacity) {
             let _ = writeln!(
                 table,
@@ -187,6 +193,7 @@ mod tests {
         let mut scale = cold_samples("scale-up", (1..=100).map(ms).collect());
         scale.loop_time = ms(150);
         Capacity {
+            label: "Rust echo",
             throughput: Throughputs {
                 serial: Throughput {
                     clients: 1,

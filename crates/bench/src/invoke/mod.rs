@@ -52,7 +52,8 @@ pub enum Launch {
 }
 
 /// The functions measured: a directory under `--functions-dir`, the name given to Kappa, the
-/// name in the table, and how each side runs it. Capacity is measured for the first two.
+/// name in the table, and how each side runs it. Capacity is measured for
+/// [`CAPACITY_FUNCTIONS`].
 const FUNCTIONS: [(&str, &str, &str, Launch); 5] = [
     (
         "rust-echo",
@@ -92,8 +93,14 @@ const FUNCTIONS: [(&str, &str, &str, Launch); 5] = [
     ),
 ];
 
-/// Functions whose throughput, scale-up and density are measured too (the two).
-const CAPACITY_FUNCTIONS: usize = 2;
+/// Functions whose throughput, scale-up and density are measured too: the two, and
+/// the Python handler run by Kappa's own `python3.12` runtime (its emulator figures are its
+/// twin's).
+const CAPACITY_FUNCTIONS: [&str; 3] = [
+    "kappa-bench-rust-echo",
+    "kappa-bench-python-echo",
+    "kappa-bench-python-managed",
+];
 
 /// The interpreters Kappa's managed runtimes are given: the ones the `bootstrap` functions run,
 /// so that the rows compared start the same programs.
@@ -239,15 +246,28 @@ pub async fn run(args: InvokeArgs) -> Result<()> {
         });
     }
 
-    // Throughput, scale-up and density of the two functions.
-    let bootstrapped: Vec<BenchFunction> =
-        functions.iter().take(CAPACITY_FUNCTIONS).cloned().collect();
-    // In the order of `comparisons`, whose rows for managed runtimes come last.
+    // Throughput, scale-up and density, each function with what the emulator runs for it.
+    let mut measured = Vec::new();
+    for name in CAPACITY_FUNCTIONS {
+        let on_kappa = functions
+            .iter()
+            .find(|function| function.name == name)
+            .with_context(|| format!("{name} is not a measured function"))?;
+        let emulator_name = match on_kappa.launch {
+            Launch::Bootstrap => on_kappa.name,
+            Launch::Managed { twin, .. } => twin,
+        };
+        let on_emulator = functions
+            .iter()
+            .find(|function| function.name == emulator_name)
+            .with_context(|| format!("{emulator_name} is not a measured function"))?;
+        measured.push((on_kappa.clone(), on_emulator.clone()));
+    }
     let capacities = capacity::measure(
         &kappa_bin,
         &rie_bin,
         scratch.path(),
-        &bootstrapped,
+        &measured,
         args.capacity,
         workload.cold,
     )
@@ -367,9 +387,11 @@ fn section(
          interpreter (`--python {PYTHON}`, `--node {NODE}`). After a runtime's first cold start \
          Kappa keeps sandboxes with that runtime's interpreter started and its bootstrap \
          loaded, waiting for a function (`--sandbox-pool-size` of them); a cold start hands one \
-         the function. The emulator has no managed runtimes: its columns repeat the figures of \
-         the row named (for Python, `awslambdaric`: how AWS's base image runs a Python handler \
-         under it). Capacity figures below are for the first two rows only.\n\
+         the function. When none waits, a Python runtime is forked from that runtime's zygote \
+         (one interpreter with the bootstrap imported, kept per runtime) into the new sandbox. \
+         The emulator has no managed runtimes: its columns repeat the figures of the row named \
+         (for Python, `awslambdaric`: how AWS's base image runs a Python handler under it). \
+         Capacity figures below are for the first two rows and Kappa's `python3.12` runtime.\n\
          {extra_notes}\n\
          - Date: {date}\n\
          - Machine: {machine}\n\

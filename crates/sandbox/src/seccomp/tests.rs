@@ -323,3 +323,21 @@ fn rejects_guard_below_unified_numbering() {
         "rules": [{"syscall": "mount", "errno": "EPERM", "reason": "r"}]}"#;
     assert!(parse_error(text).contains("below 424"));
 }
+
+#[test]
+fn kernel_bytes_are_the_programs_instruction_by_instruction() {
+    let filter = SyscallFilter::for_host().expect("the default policy compiles here");
+    let bytes = filter.to_kernel_bytes();
+    assert_eq!(bytes.len(), filter.programs.len());
+    for (program, encoded) in filter.programs.iter().zip(&bytes) {
+        assert_eq!(encoded.len(), program.len() * 8);
+        for (instruction, chunk) in program.iter().zip(encoded.chunks_exact(8)) {
+            assert_eq!(u16::from_ne_bytes([chunk[0], chunk[1]]), instruction.code);
+            assert_eq!((chunk[2], chunk[3]), (instruction.jt, instruction.jf));
+            assert_eq!(
+                u32::from_ne_bytes([chunk[4], chunk[5], chunk[6], chunk[7]]),
+                instruction.k
+            );
+        }
+    }
+}
