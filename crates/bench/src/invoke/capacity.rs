@@ -195,7 +195,10 @@ pub fn description(args: CapacityArgs, cold_rounds: usize) -> String {
          answer, the growth of the environments' cgroup memory (`memory.usage_in_bytes` on \
          cgroup v1, `memory.current` on v2: resident memory, page cache and kernel memory \
          charged to the environment), of their processes' resident sets (VmRSS, shared pages \
-         counted in each), and of the server's resident set, each divided by {density}. The \
+         counted in each), and of the server's resident set with its zygotes' (for Kappa's \
+         `python3.12` runtime, whose first cold start, made before the count, also makes the \
+         function's zygote and the runtime's prestarted sandboxes; the latter are not counted, \
+         as the pool for any function is not), each divided by {density}. The \
          cgroup charges each page once, to the group that first touched it, so pages already \
          resident (the shared libraries, the `kappa` binary that `__sandbox-init` runs) are not \
          counted again; VmRSS counts them in every process, so it overstates. Host memory per \

@@ -123,7 +123,9 @@ fn rows(comparison: &Comparison, capacity: &Capacity) -> Vec<Row> {
         ratio: Some(density.process_rss_bytes() / runtime),
     });
     rows.push(Row {
-        figure: "idle environment: server RSS growth (MiB; RIE: the emulator's RSS)".to_owned(),
+        figure:
+            "idle environment: server RSS growth, zygotes included (MiB; RIE: the emulator's RSS)"
+                .to_owned(),
         kappa: format!("{:.1}", mib(density.server_bytes())),
         emulator: Some(format!("{:.1}", mib(emulator.emulator_bytes as f64))),
         ratio: None,
@@ -252,7 +254,7 @@ mod tests {
             "| Rust echo | cold start p50, 3 samples: remainder (request, event, first response) (ms) | 7.000 | – | – |",
             "| Rust echo | idle environment (50 started): cgroup memory (MiB) | 10.0 | – | – |",
             "| Rust echo | idle environment: its processes' RSS (MiB; RIE: the runtime's) | 8.0 | 4.0 | 2.00× |",
-            "| Rust echo | idle environment: server RSS growth (MiB; RIE: the emulator's RSS) | 2.0 | 8.0 | – |",
+            "| Rust echo | idle environment: server RSS growth, zygotes included (MiB; RIE: the emulator's RSS) | 2.0 | 8.0 | – |",
             "| Rust echo | idle environment: host memory (MiB; Kappa: cgroup + server share, RIE: runtime + emulator RSS) | 12.0 | 12.0 | 1.00× |",
             "| Rust echo | idle environments that fit in 23.4 GiB available | 2000 | 2000 | 1.00× |",
         ] {

@@ -33,7 +33,7 @@ pub async fn create_function(
 ) -> Result<String> {
     let body = serde_json::json!({
         "FunctionName": name,
-        "Runtime": "provided.al2023",
+        "Runtime": function.runtime(),
         "Role": ROLE,
         "Handler": "app.handler",
         "Timeout": 30,

@@ -8,10 +8,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 
-use super::BenchFunction;
 use super::concurrent::{self, ONE_VCPU_MEMORY_MB, TAIL};
 use super::emulator::{self, Emulator};
 use super::memory::{self, GroupsMemory, ServerCgroups};
+use super::{BenchFunction, Launch};
 use super::{measure, package, report_line};
 use crate::api_connection::ApiConnection;
 use crate::server_process::KappaServer;
@@ -85,10 +85,20 @@ pub async fn kappa(
     let name = format!("{}-density", function.name);
     let path = concurrent::create_function(connection, function, &name, ONE_VCPU_MEMORY_MB).await?;
     tokio::time::sleep(IDLE_SETTLE).await;
+    let server_before =
+        memory::server_side_rss(proc_root, server_pid).context("the server's RSS")?;
+    if let Launch::Managed { .. } = function.launch {
+        // A managed runtime's first cold start makes its pool of prestarted sandboxes (and, for
+        // Python, the function's zygote): made before the groups are counted, their memory is
+        // the server's share (the zygote's RSS) or not counted (the pool, as the pool for any
+        // function is not).
+        let response = measure::invoke(connection, &path, &[]).await?;
+        measure::check_echo(&response, SIDE)?;
+        tokio::time::sleep(IDLE_SETTLE).await;
+    }
 
     let available_bytes = memory::available(proc_root).context("reading MemAvailable")?;
     let before = cgroups.environments(proc_root)?;
-    let server_before = memory::process_rss(proc_root, server_pid).context("the server's RSS")?;
 
     let event = Bytes::from(format!(
         r#"{{"benchmark":"kappa-bench density","sleep_ms":{}}}"#,
@@ -124,7 +134,8 @@ pub async fn kappa(
         }
         tokio::time::sleep(POLL).await;
     };
-    let server_after = memory::process_rss(proc_root, server_pid).context("the server's RSS")?;
+    let server_after =
+        memory::server_side_rss(proc_root, server_pid).context("the server's RSS")?;
     Ok(KappaDensity {
         environments,
         groups: GroupsMemory {

@@ -121,6 +121,32 @@ pub fn process_rss(proc_root: &Path, pid: i32) -> Option<u64> {
     vm_rss_bytes(&status)
 }
 
+/// The server's own resident memory and that of its zygotes (its children executed with
+/// `_KAPPA_ZYGOTE_FD`: the interpreters Python runtimes are forked from, kept outside every
+/// environment's cgroup), in bytes. Only children: the runtimes forked from a zygote show the
+/// zygote's start environment too, and are counted with their environments.
+pub fn server_side_rss(proc_root: &Path, server: i32) -> Option<u64> {
+    let own = process_rss(proc_root, server)?;
+    let zygotes: u64 = descendants(proc_root, server)
+        .into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat"))
+                .ok()
+                .and_then(|stat| parent_pid(&stat))
+                == Some(server)
+        })
+        .filter(|pid| {
+            std::fs::read(proc_root.join(pid.to_string()).join("environ")).is_ok_and(|environ| {
+                environ
+                    .split(|b| *b == 0)
+                    .any(|item| item.starts_with(b"_KAPPA_ZYGOTE_FD="))
+            })
+        })
+        .filter_map(|pid| process_rss(proc_root, pid))
+        .sum();
+    Some(own + zygotes)
+}
+
 /// The machine's available memory, in bytes.
 pub fn available(proc_root: &Path) -> Option<u64> {
     mem_available_bytes(&std::fs::read_to_string(proc_root.join("meminfo")).ok()?)
