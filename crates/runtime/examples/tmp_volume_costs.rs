@@ -107,7 +107,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("|---|---:|---:|---:|");
     for (name, samples) in [
         ("create sparse image", &mut steps.create),
-        ("format (mke2fs)", &mut steps.format),
+        (
+            "format (a copy of the size's template; the first one runs mke2fs)",
+            &mut steps.format,
+        ),
         ("attach (LOOP_CONFIGURE)", &mut steps.attach),
         ("mount", &mut steps.mount),
         ("unmount + detach + delete", &mut steps.teardown),
