@@ -115,13 +115,13 @@ def comparable(result: dict) -> dict:
 
 def first_then_prestarted(server, client, name: str, program: bytes) -> dict:
     """Invoke `name` in a server's first environment of its runtime (nothing prestarted yet:
-    a Python runtime is forked from its zygote, pid 3; node is started, pid 2), then, once a
+    a Python runtime is forked from its zygote, pid 4; node is started, pid 2), then, once a
     prestarted `program` waits, in a new one; assert the second came from the prestarted
     interpreter (pid 2) and shows what the first did. Returns the second's probe."""
     first = h.invoke_ok(client, name, {}).json()
     assert first["prestarted"] is False, "a server's first cold start of a runtime has nothing prestarted"
     assert first["forked"] is (program == b"python"), first
-    assert first["pid"] == (3 if first["forked"] else 2), first
+    assert first["pid"] == (4 if first["forked"] else 2), first
     h.wait_until(20, lambda: waiting_interpreters(server, program), desc=f"a prestarted {program} waiting")
     second = new_environment(client, name, 1)
     assert second["prestarted"] is True and second["forked"] is False, second

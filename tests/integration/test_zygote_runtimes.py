@@ -6,8 +6,8 @@ that no prestarted interpreter is waiting for: a burst of cold starts costs fork
 interpreter starts. These tests check that a forked runtime is confined exactly like one the
 sandbox started (user, capabilities, seccomp, no_new_privs, cgroup, namespaces, limits,
 descriptors), that it ends, runs out of memory and times out as one does, that concurrent forks
-do not share state they must not (random numbers), that a dead zygote is replaced without a
-failed invoke, and that none outlives its server.
+do not share state they must not (random numbers), that a dead or stuck zygote is replaced
+without a failed invoke, and that none outlives its server.
 
 How a test knows which kind of start it got: `/proc/self/environ` keeps the environment a
 process was executed with; a zygote was executed with `_KAPPA_ZYGOTE_FD`.
@@ -137,9 +137,10 @@ def test_a_forked_runtime_is_confined_as_a_started_one(server_factory, tmp_path)
     started = new_environment(client, name, 1).json()
     assert started["prestarted"] is True and started["forked"] is False, started
 
-    # The runtime is pid 3 (the process that forked it into the namespace was 2), the child of
-    # the namespace's init, and nothing else of the zygote's is visible.
-    assert (forked["pid"], forked["ppid"], forked["processes"]) == (3, 1, [1, 3]), forked
+    # The runtime is pid 4 (pid 2 was the sandbox's waiting process, which handed over; 3 forked
+    # the runtime into the namespace), the child of the namespace's init, and nothing else of
+    # the zygote's or of the hand-over is visible.
+    assert (forked["pid"], forked["ppid"], forked["processes"]) == (4, 1, [1, 4]), forked
     assert (started["pid"], started["ppid"], started["processes"]) == (2, 1, [1, 2]), started
     # Same user, no capability in any set, the same seccomp filters, no_new_privs.
     assert forked["status"] == started["status"], (forked["status"], started["status"])
@@ -171,7 +172,7 @@ def test_a_burst_of_cold_starts_is_forked_and_shares_no_random_state(server_fact
     probes = [result.json() for result in results]
     assert all(result.cold for result in results)
     assert len({p["stream"] for p in probes}) == 12, "one environment each"
-    assert all(p["forked"] and p["pid"] == 3 for p in probes), [(p["forked"], p["pid"]) for p in probes]
+    assert all(p["forked"] and p["pid"] == 4 for p in probes), [(p["forked"], p["pid"]) for p in probes]
     assert len({p["random"] for p in probes}) == 12, "random reseeded in every fork"
     assert len({p["urandom"] for p in probes}) == 12
 
@@ -215,6 +216,32 @@ def test_a_dead_zygote_is_replaced_and_no_invoke_fails(server_factory, tmp_path)
     assert result.json()["forked"] is True, result.describe()
     (second,) = zygotes(server)
     assert second != first
+
+
+def test_a_stuck_zygote_leaves_the_start_to_the_sandbox(server_factory, tmp_path):
+    """A zygote that does not answer (stopped here) within its limit (5 s) is given up: the
+    sandbox starts the runtime itself, and the next cold start gets a new zygote."""
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
+    client = server.client()
+    name = probe(client, "zygote-stuck")
+    assert h.invoke_ok(client, name, {}).json()["forked"] is True
+    (stuck,) = h.wait_until(10, lambda: zygotes(server), desc="the zygote")
+    os.kill(stuck, signal.SIGSTOP)
+    try:
+        result = new_environment(client, name, 1)
+        assert result.status == 200 and result.function_error is None, result.describe()
+        started = result.json()
+        assert started["forked"] is False and started["pid"] == 2, started
+        assert started["processes"] == [1, 2], "nothing of the zygote's is left in the namespace"
+        assert "the zygote did not start a runtime" in server.log_text()
+        again = new_environment(client, name, 2).json()
+        assert again["forked"] is True, again
+        assert stuck not in zygotes(server), "the stuck zygote was replaced"
+    finally:
+        try:
+            os.kill(stuck, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
 
 
 def test_no_zygote_outlives_its_server(server_factory, tmp_path):

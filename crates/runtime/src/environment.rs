@@ -330,6 +330,7 @@ impl ExecutionEnvironment {
             env,
             hostname: format!("kappa-{}", &id[..12]),
             open_files_limit: OPEN_FILES_LIMIT,
+            from_zygote: false,
         };
         if let Err(err) = sandbox.start(&spec).await {
             return Err(fail(

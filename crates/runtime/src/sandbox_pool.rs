@@ -112,10 +112,12 @@ impl PreparedSandbox {
     /// by the sandbox, or forked in by the zygote this sandbox was prepared for. A zygote that
     /// fails leaves the start to the sandbox (logged).
     pub async fn start(&mut self, spec: &SandboxSpec) -> std::io::Result<()> {
-        self.send(spec)?;
         let Some(zygote) = self.zygote.clone() else {
-            return Ok(());
+            return self.send(spec);
         };
+        let mut forked = spec.clone();
+        forked.from_zygote = true;
+        self.send(&forked)?;
         let channel = self.channel.try_clone()?;
         let request = ZygoteFork {
             namespaces: ZygoteFork::namespaces(self.isolated_network),
@@ -234,11 +236,11 @@ impl SandboxLauncher {
     }
 
     /// A sandbox with `network` for a new environment of `function`: one with `prestart`'s
-    /// runtime already started if one is waiting, else (for a runtime that can be forked) one
-    /// prepared now for the function's zygote of that runtime, else a pooled one for any
-    /// function (the pools hold sandboxes of the server's default network), else one prepared
-    /// now. Whatever pool was asked is topped up in the background; asking for a runtime's the
-    /// first time creates its pool.
+    /// runtime already started if one is waiting, else a pooled one for any function (the
+    /// pools hold sandboxes of the server's default network), else one prepared now; for a
+    /// runtime that can be forked, the function's zygote of it will fork the runtime in.
+    /// Whatever pool was asked is topped up in the background; asking for a runtime's the first
+    /// time creates its pool.
     pub async fn take(
         self: &Arc<Self>,
         network: SandboxNetwork,
@@ -256,22 +258,19 @@ impl SandboxLauncher {
                 return Ok(sandbox);
             }
         }
-        if let Some(zygote) =
-            runtime.and_then(|runtime| self.zygotes.for_function(&runtime, function))
-        {
-            let mut sandbox = self.prepare(network, None, true).await?;
-            sandbox.zygote = Some(zygote);
-            return Ok(sandbox);
-        }
-        if network != self.network {
-            return self.prepare(network, None, false).await;
-        }
-        let pooled = self.pop(&None);
-        self.refill(&None);
-        match pooled {
-            Some(sandbox) => Ok(sandbox),
-            None => self.prepare(network, None, false).await,
-        }
+        let zygote = runtime.and_then(|runtime| self.zygotes.for_function(&runtime, function));
+        let mut sandbox = if network != self.network {
+            self.prepare(network, None).await?
+        } else {
+            let pooled = self.pop(&None);
+            self.refill(&None);
+            match pooled {
+                Some(sandbox) => sandbox,
+                None => self.prepare(network, None).await?,
+            }
+        };
+        sandbox.zygote = zygote;
+        Ok(sandbox)
     }
 
     /// A waiting sandbox from `key`'s pool, which is created (making way for it if there are
@@ -320,7 +319,7 @@ impl SandboxLauncher {
             let key = key.clone();
             tokio::spawn(async move {
                 let prepared = launcher
-                    .prepare(launcher.network, key.clone(), false)
+                    .prepare(launcher.network, key.clone())
                     .await
                     .inspect_err(|err| {
                         tracing::warn!(error = %err, "could not prepare a sandbox for the pool")
@@ -375,12 +374,11 @@ impl SandboxLauncher {
     }
 
     /// Spawn `__sandbox-init` into a fresh cgroup and wait until it is entered and waiting (with
-    /// `prestart`, with that runtime started in it; `for_zygote`, for a runtime forked in).
+    /// `prestart`, with that runtime started in it).
     async fn prepare(
         &self,
         network: SandboxNetwork,
         prestart: PoolKey,
-        for_zygote: bool,
     ) -> Result<PreparedSandbox, String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let cgroup = match &self.cgroups {
@@ -393,7 +391,6 @@ impl SandboxLauncher {
             parent_pid: i32::try_from(std::process::id()).ok(),
             cgroup_procs: cgroup.as_ref().map(|c| c.procs_files()).unwrap_or_default(),
             prestart: prestart.as_deref().cloned(),
-            runtime_from_zygote: for_zygote,
         };
         let base_json = base.to_json().map_err(|e| format!("sandbox base: {e}"))?;
         let (log_reader, log_writer) = std::io::pipe().map_err(|e| format!("log pipe: {e}"))?;

@@ -24,7 +24,7 @@ use std::time::{Duration, Instant};
 use kappa_sandbox::{PrestartedRuntime, SyscallFilter, ZygoteFork, ZygoteSettings};
 
 /// How long a zygote may take to answer one fork (the first one waits for its imports).
-const FORK_LIMIT: Duration = Duration::from_secs(10);
+const FORK_LIMIT: Duration = Duration::from_secs(5);
 
 /// One runtime's zygote process and its channel.
 #[derive(Debug)]

@@ -149,7 +149,7 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
     crate::root_fs::build_and_enter(prestart.map(|p| p.binds.as_slice()).unwrap_or_default())?;
     // The namespace's init mounts /proc and forks the runtime's process, which waits for the
     // spec (or, prestarted, is started at once and waits for its function).
-    crate::pid_namespace::run(channel, filter, prestart, base.runtime_from_zygote)
+    crate::pid_namespace::run(channel, filter, prestart)
 }
 
 /// Descriptors this process inherited beyond the standard three (left open by whoever started

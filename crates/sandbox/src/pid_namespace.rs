@@ -18,14 +18,16 @@
 
 use std::convert::Infallible;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{PipeReader, PipeWriter, Read, Write};
 
 use nix::mount::{MsFlags, mount};
 use nix::sys::signal::{SigHandler, Signal, kill, signal};
 use nix::sys::wait::{WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid, fork, getpid};
 
-use crate::enter::{RuntimeCommand, SandboxError, exec_runtime, receive_function, stdin_from_null};
+use crate::enter::{
+    RuntimeCommand, SandboxError, exec_runtime, receive_function_on, stdin_from_null,
+};
 use crate::spec::PrestartedRuntime;
 use crate::{SyscallFilter, error_chain};
 
@@ -45,7 +47,6 @@ pub(crate) fn run(
     channel: File,
     filter: SyscallFilter,
     prestart: Option<&PrestartedRuntime>,
-    from_zygote: bool,
 ) -> Result<Infallible, SandboxError> {
     let (report_read, report_write) = std::io::pipe().map_err(|e| {
         SandboxError::PidNamespace(nix::Error::try_from(e).unwrap_or(nix::Error::EIO))
@@ -62,7 +63,7 @@ pub(crate) fn run(
         }
         ForkResult::Child => {
             drop(report_read);
-            namespace_init(channel, &filter, prestart, from_zygote, report_write)
+            namespace_init(channel, &filter, prestart, report_write)
         }
     }
 }
@@ -93,10 +94,28 @@ fn relay(init: Pid, mut report: std::io::PipeReader) -> ! {
     }
 }
 
-/// Pid 2 of the namespace: receive the function (its binds attached), become the runtime.
-fn start_runtime(channel: File, filter: &SyscallFilter) -> ! {
-    let spec = receive_function(channel).unwrap_or_else(|err| preparation_failed(&err));
+/// Pid 2 of the namespace: receive the function (its binds attached), become the runtime; or,
+/// for a runtime forked in by a zygote, hand over and tell the init (on `handoff`) the pid of
+/// the runtime it now has as its child, and end.
+fn start_runtime(channel: File, filter: &SyscallFilter, handoff: PipeWriter) -> ! {
+    let mut channel = channel;
+    let spec = receive_function_on(&mut channel).unwrap_or_else(|err| preparation_failed(&err));
+    if spec.from_zygote {
+        crate::zygote::hand_over_or_clear(&mut channel, handoff);
+    }
+    drop(channel);
+    if let Err(err) = stdin_from_null() {
+        preparation_failed(&err);
+    }
     become_runtime(&spec.command(), filter)
+}
+
+/// After the runtime's process ended: the runtime a zygote forked in its place, if it handed
+/// over (the handoff pipe then holds its pid; otherwise it reads as ended).
+fn handed_off(handoff: Option<&mut PipeReader>) -> Option<Pid> {
+    let mut pid = [0u8; 4];
+    handoff?.read_exact(&mut pid).ok()?;
+    Some(Pid::from_raw(i32::from_le_bytes(pid)))
 }
 
 /// `exec` the runtime (in a child of the namespace's init), or end this process saying why not.
@@ -136,7 +155,6 @@ fn namespace_init(
     channel: File,
     filter: &SyscallFilter,
     prestart: Option<&PrestartedRuntime>,
-    from_zygote: bool,
     mut report: std::io::PipeWriter,
 ) -> ! {
     // If the relay goes (the server died, and took the relay with it), so does this init, and
@@ -166,12 +184,14 @@ fn namespace_init(
             std::process::exit(125);
         }
     }
-    let runtime = match prestart {
+    let mut handoff = None;
+    let mut runtime = match prestart {
         // This init receives the function and attaches it, then releases the runtime.
         Some(prestart) => crate::prestart::start_then_release(channel, filter, prestart),
-        // This init receives the function and attaches it; a zygote forks the runtime in.
-        None if from_zygote => crate::zygote::receive_forked_runtime(channel, filter),
         None => {
+            let Ok((handoff_read, handoff_write)) = std::io::pipe() else {
+                std::process::exit(125);
+            };
             // The runtime's process is forked now, ahead of its function: it waits for the
             // spec, so a cold start does not pay for the fork.
             // SAFETY: still single-threaded (this is the first child of a single-threaded
@@ -179,7 +199,8 @@ fn namespace_init(
             let runtime = match unsafe { fork() } {
                 Ok(ForkResult::Child) => {
                     drop(report);
-                    start_runtime(channel, filter)
+                    drop(handoff_read);
+                    start_runtime(channel, filter, handoff_write)
                 }
                 Ok(ForkResult::Parent { child }) => child,
                 Err(err) => {
@@ -188,6 +209,8 @@ fn namespace_init(
                 }
             };
             drop(channel);
+            drop(handoff_write);
+            handoff = Some(handoff_read);
             if stdin_from_null().is_err() {
                 std::process::exit(125);
             }
@@ -196,6 +219,16 @@ fn namespace_init(
     };
     loop {
         match waitpid(None::<Pid>, None) {
+            Ok(WaitStatus::Exited(pid, 0)) if pid == runtime && handoff.is_some() => {
+                // Pid 2 ended: it handed over to a runtime forked in, or its runtime exited 0.
+                if let Some(forked) = handed_off(handoff.as_mut()) {
+                    runtime = forked;
+                    handoff = None;
+                    continue;
+                }
+                let _ = report.write_all(&[b'x', 0]);
+                std::process::exit(0);
+            }
             Ok(WaitStatus::Exited(pid, code)) if pid == runtime => {
                 let _ = report.write_all(&[b'x', u8::try_from(code).unwrap_or(u8::MAX)]);
                 std::process::exit(0);

@@ -63,11 +63,6 @@ pub struct SandboxBase {
     /// A managed runtime to start now, before its function is known (isolated modes only).
     #[serde(default)]
     pub prestart: Option<PrestartedRuntime>,
-    /// The runtime's process will be forked into this sandbox by a zygote (see `zygote.rs`):
-    /// the namespace's init receives and attaches the function itself, hands the server what
-    /// the zygote needs, and starts the runtime itself only if told to (isolated modes only).
-    #[serde(default)]
-    pub runtime_from_zygote: bool,
 }
 
 /// A managed runtime's interpreter started while its sandbox waits in the pool: it loads
@@ -137,6 +132,11 @@ pub struct SandboxSpec {
     pub env: Vec<(String, String)>,
     /// Host name inside the environment's UTS namespace (isolated modes only).
     pub hostname: String,
+    /// The runtime is forked into the sandbox by a zygote (see `zygote.rs`): the sandbox's
+    /// waiting process attaches the function, hands the server what the zygote needs and ends,
+    /// and starts the runtime itself only if the server says so (isolated modes only).
+    #[serde(default)]
+    pub from_zygote: bool,
     /// `RLIMIT_NOFILE` of the runtime (Lambda: 1024).
     pub open_files_limit: u64,
 }
@@ -208,6 +208,7 @@ mod tests {
             env: vec![("K".into(), "v".into())],
             hostname: "h".into(),
             open_files_limit: 1024,
+            from_zygote: true,
         }
     }
 

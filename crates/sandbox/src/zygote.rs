@@ -9,28 +9,29 @@
 //! [`ZYGOTE_FD_VARIABLE`] naming its channel to the server. The interpreter imports everything
 //! that does not depend on the function and then serves requests, one at a time:
 //!
-//! 1. The server prepares a sandbox with [`SandboxBase::runtime_from_zygote`] set. Its
-//!    namespace's init receives the function's spec itself and attaches the function, then
-//!    hands the server (over the channel, with `SCM_RIGHTS`) a pidfd of itself, the write end of
-//!    a pipe for the runtime's pid and its standard output (the function's log).
+//! 1. The server sends a pooled (or newly prepared) sandbox the function's spec with
+//!    [`SandboxSpec::from_zygote`](crate::SandboxSpec) set. The sandbox's waiting process
+//!    (pid 2 of its PID namespace, still uid 0) attaches the function as usual, then hands the
+//!    server (over the channel, with `SCM_RIGHTS`) a pidfd of itself, the write end of a pipe
+//!    for the runtime's pid and its standard output (the function's log).
 //! 2. The server sends the zygote a [`ZygoteFork`] with those three descriptors. The zygote
 //!    forks a process that opens the environment's `cgroup.procs` files, joins the sandbox's
 //!    namespaces through the pidfd (`setns`) and the environment's process group, and forks
-//!    again: that child is the PID namespace's pid 2. It forks the runtime's process (pid 3),
+//!    again: that child is pid 3 of the namespace. It forks the runtime's process (pid 4),
 //!    writes its pid to the pipe and ends, so that the runtime, orphaned inside the namespace,
-//!    becomes the init's child as a runtime the init started would be (a process that joins a
-//!    PID namespace with `setns` is no child of its init; its children are). The runtime's
-//!    process joins the cgroup, takes the log as its standard output and error, closes
-//!    everything else, sets the open-files limit, drops every capability and becomes the
-//!    sandbox user, installs the seccomp filter the server sent at the zygote's start
-//!    ([`ZygoteSettings`]), and adopts the function's [`RuntimeRelease`] as a prestarted runtime
-//!    does. The zygote answers the server once the runtime exists.
+//!    becomes the namespace init's child as a runtime started there would be (a process that
+//!    joins a PID namespace with `setns` is no child of its init; its children are). The
+//!    runtime's process joins the cgroup, takes the log as its standard output and error,
+//!    closes everything else, sets the open-files limit, drops every capability and becomes
+//!    the sandbox user, installs the seccomp filter the server sent at the zygote's start
+//!    ([`ZygoteSettings`]), and adopts the function's [`RuntimeRelease`] as a prestarted
+//!    runtime does. The zygote answers the server once the runtime exists.
+//! 3. The server answers pid 2 [`ZYGOTE_STARTED`]: pid 2 reads the runtime's pid, writes it to
+//!    the namespace init on a pipe of theirs and ends; the init then waits for that runtime as
+//!    for its own. Or the server answers [`START_IT_YOURSELF`] (the zygote failed): pid 2 kills
+//!    whatever the zygote may have left in the namespace and starts the runtime the ordinary way.
 //!
-//! The server answers the init [`ZYGOTE_STARTED`] once the zygote says the runtime's process
-//! exists, or [`START_IT_YOURSELF`]: then the init kills whatever the zygote left in the
-//! namespace and starts the runtime the ordinary way.
-//!
-//! What differs from a runtime started for its function: its pid is 3, not 2; its memory is
+//! What differs from a runtime started for its function: its pid is 4, not 2; its memory is
 //! first shared with the zygote, copy on write, and what it never writes stays charged to the
 //! zygote's cgroup rather than the environment's; `/proc/self/environ` shows the zygote's start;
 //! CPython's hash seed is the zygote's (the `random` module reseeds itself in a fork).
@@ -38,7 +39,7 @@
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{PipeWriter, Read, Write};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -46,19 +47,18 @@ use std::path::{Path, PathBuf};
 use nix::mount::{MsFlags, mount};
 use nix::sched::{CloneFlags, unshare};
 use nix::sys::signal::{Signal, kill};
-use nix::unistd::{ForkResult, Pid, fork};
+use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::SyscallFilter;
-use crate::enter::{SandboxError, receive_function_on, stdin_from_null};
+use crate::enter::SandboxError;
 use crate::fd_passing::{receive_with_fds, send_with_fds};
-use crate::pid_namespace::{become_runtime, preparation_failed};
 use crate::spec::{PrestartedRuntime, RuntimeRelease};
 
 /// Names, in a zygote's environment, the descriptor of its channel to the server.
 pub const ZYGOTE_FD_VARIABLE: &str = "_KAPPA_ZYGOTE_FD";
 
-/// The init's message to the server once the function is attached: the descriptors follow.
+/// Pid 2's message to the server once the function is attached: the descriptors follow.
 const HANDOVER: u8 = b'h';
 /// The server's answer: the zygote forked the runtime into the namespace.
 pub const ZYGOTE_STARTED: u8 = b'z';
@@ -90,8 +90,8 @@ impl ZygoteSettings {
     }
 }
 
-/// One request to a zygote: fork a runtime into the sandbox whose init's pidfd, pid pipe and
-/// log come with it (in that order).
+/// One request to a zygote: fork a runtime into the sandbox whose pidfd (of its pid 2), pid
+/// pipe and log come with it (in that order).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ZygoteFork {
     /// `CLONE_NEW*` flags of the namespaces to join through the pidfd.
@@ -188,34 +188,25 @@ pub fn serve_as_zygote(runtime: &PrestartedRuntime) -> Result<Infallible, Sandbo
     }
 }
 
-/// In the namespace's init of a sandbox whose runtime comes from a zygote: receive and attach
-/// the function, hand the server what the zygote needs, and return the runtime's pid: the one
-/// the zygote forked in (by then this init's child), or one started here.
-pub(crate) fn receive_forked_runtime(channel: File, filter: &SyscallFilter) -> Pid {
-    let mut channel = channel;
-    let spec = receive_function_on(&mut channel).unwrap_or_else(|err| preparation_failed(&err));
-    let handed_over = hand_over(&mut channel);
-    drop(channel);
-    if stdin_from_null().is_err() {
+/// In the sandbox's waiting process (pid 2), once it has attached a function whose runtime
+/// comes from a zygote: hand over and, once the zygote has started the runtime (by then the
+/// namespace init's child), tell the init its pid on `handoff` and end. If the zygote did not
+/// start it, clear the namespace of whatever it may have left and return: the caller starts the
+/// runtime itself.
+pub(crate) fn hand_over_or_clear(channel: &mut File, mut handoff: PipeWriter) {
+    if let Ok(Some(runtime)) = hand_over(channel) {
+        if handoff.write_all(&runtime.as_raw().to_le_bytes()).is_ok() {
+            std::process::exit(0);
+        }
+        // The init could not be told: the forked runtime must not run unaccounted for.
+        let _ = kill(runtime, Signal::SIGKILL);
         std::process::exit(125);
     }
-    if let Ok(Some(runtime)) = handed_over {
-        return runtime;
-    }
-    // Whatever the zygote may have left in the namespace goes (every process but this one).
+    // Every process of the namespace but this one and its init.
     let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-    // SAFETY: the namespace's init is single-threaded, so the child may run any code.
-    match unsafe { fork() } {
-        Ok(ForkResult::Child) => become_runtime(&spec.command(), filter),
-        Ok(ForkResult::Parent { child }) => child,
-        Err(err) => {
-            eprintln!("kappa: starting the runtime failed: {err}");
-            std::process::exit(125);
-        }
-    }
 }
 
-/// Send the server this init's pidfd, the write end of a pipe for the runtime's pid and the
+/// Send the server this process's pidfd, the write end of a pipe for the runtime's pid and the
 /// log, then wait for its answer: the runtime's pid if the zygote started it.
 fn hand_over(channel: &mut File) -> std::io::Result<Option<Pid>> {
     let (mut pid_read, pid_write) = std::io::pipe()?;
@@ -233,7 +224,7 @@ fn hand_over(channel: &mut File) -> std::io::Result<Option<Pid>> {
         return Ok(None);
     }
     // Written before the server was answered: the process that forked the runtime has ended,
-    // so the runtime is this init's child already.
+    // so the runtime is the namespace init's child already.
     let mut pid = [0u8; 4];
     pid_read.read_exact(&mut pid)?;
     Ok(Some(Pid::from_raw(i32::from_le_bytes(pid))))
@@ -251,7 +242,7 @@ fn pidfd_of_self() -> std::io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Server side, once the sandbox's spec is sent: the init's pidfd, pid pipe and log.
+/// Server side, once the sandbox's spec is sent: pid 2's pidfd, the pid pipe and the log.
 pub fn receive_handover(channel: &UnixStream) -> std::io::Result<Vec<OwnedFd>> {
     let mut message = [0u8; 1];
     let (count, fds) = receive_with_fds(channel.as_raw_fd(), &mut message)?;
@@ -267,7 +258,7 @@ pub fn receive_handover(channel: &UnixStream) -> std::io::Result<Vec<OwnedFd>> {
     Ok(fds)
 }
 
-/// Server side: tell the init whether the zygote started its runtime.
+/// Server side: tell pid 2 whether the zygote started its runtime.
 pub fn answer_handover(mut channel: &UnixStream, started: bool) -> std::io::Result<()> {
     channel.write_all(&[if started {
         ZYGOTE_STARTED

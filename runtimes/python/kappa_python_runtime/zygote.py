@@ -9,9 +9,9 @@ The server's first message is the confinement every forked runtime gets (seccomp
 the kernel takes them, the sandbox user). Each later message asks for one runtime, with three
 descriptors: a pidfd of the new sandbox's namespace init, the write end of a pipe for
 its runtime's pid (4 bytes, little-endian), and the function's log. For each, this process
-forks a child that joins the sandbox's namespaces and process group and forks again: pid 2 of
-the sandbox's PID namespace, which forks the runtime's process (pid 3), writes its pid to the
-pipe and ends. The runtime, orphaned inside the namespace, becomes the child of the sandbox's
+forks a child that joins the sandbox's namespaces and process group and forks again: pid 3 of
+the sandbox's PID namespace (pid 2 is the sandbox's own process that handed over), which forks
+the runtime's process (pid 4), writes its pid to the pipe and ends. The runtime, orphaned inside the namespace, becomes the child of the sandbox's
 init (a process that enters a PID namespace with ``setns`` is not its init's child; its
 children are). The first child then reports ``ok`` (or why not) to the zygote, which answers
 the server.
@@ -157,7 +157,7 @@ def _keep(request, fds, status_write, user, programs):
         _check(_libc.setns(pidfd, request["namespaces"]), "joining the sandbox's namespaces")
         os.close(pidfd)
         os.setpgid(0, request["process_group"])
-        inside = os.fork()  # pid 2 of the sandbox's PID namespace
+        inside = os.fork()  # pid 3 of the sandbox's PID namespace
         if inside == 0:
             runtime = os.fork()
             if runtime == 0:
@@ -175,7 +175,7 @@ def _keep(request, fds, status_write, user, programs):
 
 
 def _runtime(request, procs, log, pid_pipe, status_write, user, programs):
-    """The runtime's process (pid 3 of the sandbox, orphaned to its init): confine it and return
+    """The runtime's process (pid 4 of the sandbox, orphaned to its init): confine it and return
     the function's release to adopt."""
     try:
         os.close(pid_pipe)
@@ -189,7 +189,7 @@ def _runtime(request, procs, log, pid_pipe, status_write, user, programs):
 
 
 def _confine(request, procs, log, user, programs):
-    """In the runtime's process, pid 2 of the sandbox: what an exec from the sandbox's init
+    """In the runtime's process, pid 4 of the sandbox: what an exec from the sandbox's init
     would have given it."""
     for fd in procs:
         os.write(fd, b"0")
