@@ -202,12 +202,19 @@ def test_a_forked_runtime_exits_runs_out_of_memory_and_times_out_as_a_started_on
     assert server.alive()
 
 
-def test_a_dead_zygote_is_replaced_and_no_invoke_fails(server_factory, tmp_path):
+def forked_function(server_factory, tmp_path, prefix: str):
+    """A server without prestarted interpreters, a function of it whose first environment was
+    forked, and that function's zygote."""
     server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
     client = server.client()
-    name = probe(client, "zygote-dies")
+    name = probe(client, prefix)
     assert h.invoke_ok(client, name, {}).json()["forked"] is True
-    (first,) = h.wait_until(10, lambda: zygotes(server), desc="the zygote")
+    (zygote,) = h.wait_until(10, lambda: zygotes(server), desc="the zygote")
+    return server, client, name, zygote
+
+
+def test_a_dead_zygote_is_replaced_and_no_invoke_fails(server_factory, tmp_path):
+    server, client, name, first = forked_function(server_factory, tmp_path, "zygote-dies")
     os.kill(first, signal.SIGKILL)
     h.wait_until(10, lambda: first not in zygotes(server), desc="the zygote to be gone")
     # The next cold start finds it gone and starts another one.
@@ -221,11 +228,7 @@ def test_a_dead_zygote_is_replaced_and_no_invoke_fails(server_factory, tmp_path)
 def test_a_stuck_zygote_leaves_the_start_to_the_sandbox(server_factory, tmp_path):
     """A zygote that does not answer (stopped here) within its limit (5 s) is given up: the
     sandbox starts the runtime itself, and the next cold start gets a new zygote."""
-    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
-    client = server.client()
-    name = probe(client, "zygote-stuck")
-    assert h.invoke_ok(client, name, {}).json()["forked"] is True
-    (stuck,) = h.wait_until(10, lambda: zygotes(server), desc="the zygote")
+    server, client, name, stuck = forked_function(server_factory, tmp_path, "zygote-stuck")
     os.kill(stuck, signal.SIGSTOP)
     try:
         result = new_environment(client, name, 1)

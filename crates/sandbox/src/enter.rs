@@ -137,6 +137,16 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
         crate::network::send_runtime_api_listener(channel.as_raw_fd())
             .map_err(SandboxError::Network)?;
     }
+    make_mounts_private()?;
+    let prestart = base.prestart.as_ref();
+    crate::root_fs::build_and_enter(prestart.map(|p| p.binds.as_slice()).unwrap_or_default())?;
+    // The namespace's init mounts /proc and forks the runtime's process, which waits for the
+    // spec (or, prestarted, is started at once and waits for its function).
+    crate::pid_namespace::run(channel, filter, prestart)
+}
+
+/// Nothing mounted in this (new) mount namespace from now on propagates to the host's.
+pub(crate) fn make_mounts_private() -> Result<(), SandboxError> {
     mount(
         None::<&str>,
         "/",
@@ -144,12 +154,7 @@ pub fn enter(base: &SandboxBase, channel: OwnedFd) -> Result<Infallible, Sandbox
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(SandboxError::PrivateMounts)?;
-    let prestart = base.prestart.as_ref();
-    crate::root_fs::build_and_enter(prestart.map(|p| p.binds.as_slice()).unwrap_or_default())?;
-    // The namespace's init mounts /proc and forks the runtime's process, which waits for the
-    // spec (or, prestarted, is started at once and waits for its function).
-    crate::pid_namespace::run(channel, filter, prestart)
+    .map_err(SandboxError::PrivateMounts)
 }
 
 /// Descriptors this process inherited beyond the standard three (left open by whoever started

@@ -126,14 +126,7 @@ pub fn serve_as_zygote(runtime: &PrestartedRuntime) -> Result<Infallible, Sandbo
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(SandboxError::ParentDeathSignal)?;
     crate::enter::close_inherited_on_exec();
     unshare(CloneFlags::CLONE_NEWNS).map_err(SandboxError::Unshare)?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(SandboxError::PrivateMounts)?;
+    crate::enter::make_mounts_private()?;
     let var = Path::new("/var");
     mount(
         Some("tmpfs"),
