@@ -7,7 +7,8 @@ of the runtime gets. By the time ``serve`` runs, ``main`` and everything it need
 
 The server's first message is the confinement every forked runtime gets (seccomp programs as
 the kernel takes them, the sandbox user). Each later message asks for one runtime, with three
-descriptors: a pidfd of the new sandbox's namespace init, the write end of a pipe for
+descriptors: a pidfd of the new sandbox's waiting process (its pid 2, which has attached the
+function), the write end of a pipe for
 its runtime's pid (4 bytes, little-endian), and the function's log. For each, this process
 forks a child that joins the sandbox's namespaces and process group and forks again: pid 3 of
 the sandbox's PID namespace (pid 2 is the sandbox's own process that handed over), which forks
