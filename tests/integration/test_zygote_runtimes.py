@@ -182,7 +182,8 @@ def test_a_forked_runtime_exits_runs_out_of_memory_and_times_out_as_a_started_on
     server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
     client = server.client()
     h.invoke_ok(client, probe(client, "zygote-warm"), {})
-    name = probe(client, "zygote-ends", MemorySize=128, Timeout=2)
+    # 128 MB buys 7% of a CPU: filling it takes the probe a few seconds.
+    name = probe(client, "zygote-ends", MemorySize=128, Timeout=30)
 
     exited = h.invoke(client, name, {"op": "exit", "code": 3})
     assert exited.function_error == "Unhandled", exited.describe()
@@ -193,6 +194,7 @@ def test_a_forked_runtime_exits_runs_out_of_memory_and_times_out_as_a_started_on
     assert oom.function_error == "Unhandled" and oom.json()["errorType"] == "Runtime.OutOfMemory", oom.describe()
     assert int(oom.report()["used"]) <= 128, oom.log
 
+    client.update_function_configuration(FunctionName=name, Timeout=2)
     timed_out = new_environment(client, name, 2, {"op": "sleep", "seconds": 10})
     assert timed_out.function_error == "Unhandled", timed_out.describe()
     assert "Task timed out after 2.00 seconds" in timed_out.json()["errorMessage"], timed_out.describe()
