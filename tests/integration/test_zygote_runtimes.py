@@ -270,6 +270,18 @@ def test_a_killed_server_takes_its_zygote_along(server_factory, tmp_path):
     assert server.stop() == 0
 
 
+def test_zygotes_can_be_turned_off(server_factory, tmp_path):
+    """`--python-zygotes false`: Python runtimes are started, never forked, and no zygote runs."""
+    server = server_factory(tmp_path / "data",
+                            env={"KAPPA_SANDBOX_POOL_SIZE": "0", "KAPPA_PYTHON_ZYGOTES": "false"})
+    client = server.client()
+    name = probe(client, "zygote-off")
+    for n in range(2):
+        result = (h.invoke_ok(client, name, {}) if n == 0 else new_environment(client, name, n)).json()
+        assert result["forked"] is False and result["pid"] == 2, result
+    assert zygotes(server) == []
+
+
 def test_node_runtimes_have_no_zygote(server_factory, tmp_path):
     """V8's threads do not survive a fork: node runtimes are started, never forked."""
     server = server_factory(tmp_path / "data")

@@ -48,6 +48,11 @@ pub struct ServerArgs {
     /// interpreter started [default: 2]
     #[arg(long, env = "KAPPA_SANDBOX_POOL_SIZE")]
     pub sandbox_pool_size: Option<usize>,
+    /// Fork python3.x runtimes from a zygote per function (an interpreter with the runtime
+    /// imported, run as root outside any environment) when no prestarted interpreter waits:
+    /// `true` or `false` [default: true]
+    #[arg(long, env = "KAPPA_PYTHON_ZYGOTES")]
+    pub python_zygotes: Option<bool>,
     /// Seconds an idle environment stays warm [default: 300]
     #[arg(long, env = "KAPPA_KEEP_ALIVE_SECS")]
     pub keep_alive_secs: Option<u64>,
@@ -67,7 +72,8 @@ pub struct ServerArgs {
     #[arg(long, env = "KAPPA_DATA_KEY_FILE")]
     pub data_key_file: Option<PathBuf>,
     /// TOML file with any of: listen, data_dir, region, account_id, concurrency_limit,
-    /// isolation, function_network, sandbox_pool_size, keep_alive_secs, python, node,
+    /// isolation, function_network, sandbox_pool_size, python_zygotes, keep_alive_secs, python,
+    /// node,
     /// async_retry_delay_secs, data_key_file
     #[arg(long, env = "KAPPA_CONFIG")]
     pub config: Option<PathBuf>,
@@ -109,6 +115,7 @@ struct FileConfig {
     isolation: Option<IsolationMode>,
     function_network: Option<FunctionNetwork>,
     sandbox_pool_size: Option<usize>,
+    python_zygotes: Option<bool>,
     keep_alive_secs: Option<u64>,
     python: Option<PathBuf>,
     node: Option<PathBuf>,
@@ -127,6 +134,7 @@ pub struct ServerConfig {
     pub isolation: IsolationMode,
     pub function_network: FunctionNetwork,
     pub sandbox_pool_size: usize,
+    pub python_zygotes: bool,
     pub keep_alive_secs: u64,
     pub python: Option<PathBuf>,
     pub node: Option<PathBuf>,
@@ -182,6 +190,7 @@ impl ServerConfig {
                 .sandbox_pool_size
                 .or(file.sandbox_pool_size)
                 .unwrap_or(DEFAULT_SANDBOX_POOL_SIZE),
+            python_zygotes: args.python_zygotes.or(file.python_zygotes).unwrap_or(true),
             keep_alive_secs: args
                 .keep_alive_secs
                 .or(file.keep_alive_secs)
@@ -259,6 +268,27 @@ mod tests {
         assert_eq!(config.region, "ap-south-1");
         assert_eq!(config.data_dir, PathBuf::from("/srv/kappa"));
         assert_eq!(config.account_id, DEFAULT_ACCOUNT_ID);
+        assert!(config.python_zygotes, "zygotes are on unless turned off");
+    }
+
+    #[test]
+    fn python_zygotes_are_turned_off_by_the_file_or_a_flag() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("kappa.toml");
+        std::fs::write(&file, "data_dir = \"/x\"\npython_zygotes = false\n").unwrap();
+        let from_file = ServerConfig::resolve(ServerArgs {
+            config: Some(file.clone()),
+            ..ServerArgs::default()
+        })
+        .unwrap();
+        assert!(!from_file.python_zygotes);
+        let flag_wins = ServerConfig::resolve(ServerArgs {
+            config: Some(file),
+            python_zygotes: Some(true),
+            ..ServerArgs::default()
+        })
+        .unwrap();
+        assert!(flag_wins.python_zygotes);
     }
 
     #[test]

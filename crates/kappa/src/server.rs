@@ -81,6 +81,7 @@ pub async fn run(config: ServerConfig) -> Result<()> {
                 FunctionNetwork::PerFunction => NetworkPolicy::PerFunction,
             },
             sandbox_pool_size: config.sandbox_pool_size,
+            python_zygotes: config.python_zygotes,
             python: config.python.clone(),
             node: config.node.clone(),
             init_timeout: INIT_TIMEOUT,

@@ -52,6 +52,8 @@ pub struct RuntimeSettings {
     pub region: String,
     /// Sandboxes kept prepared ahead of cold starts (0: none).
     pub sandbox_pool_size: usize,
+    /// Whether Python runtimes may be forked from zygotes.
+    pub python_zygotes: bool,
     /// Per-environment cgroups; `None` runs environments without resource limits.
     pub cgroups: Option<Arc<kappa_sandbox::CgroupManager>>,
 }
@@ -99,6 +101,7 @@ impl FunctionRuntime {
                     settings.cgroups,
                     settings.init_timeout,
                     settings.sandbox_pool_size,
+                    settings.python_zygotes,
                 ),
                 tmp_storage,
                 network: settings.network,

@@ -211,9 +211,15 @@ impl SandboxLauncher {
         cgroups: Option<Arc<CgroupManager>>,
         handover_limit: Duration,
         pool_size: usize,
+        python_zygotes: bool,
     ) -> Arc<Self> {
         Arc::new(Self {
-            zygotes: Zygotes::new(init_program.clone(), MAX_ZYGOTES, ZYGOTE_IDLE_LIMIT),
+            zygotes: Zygotes::new(
+                init_program.clone(),
+                MAX_ZYGOTES,
+                ZYGOTE_IDLE_LIMIT,
+                python_zygotes,
+            ),
             init_program,
             isolation,
             network,

@@ -125,13 +125,18 @@ type ZygoteKey = (Arc<PrestartedRuntime>, String);
 type Running = (Arc<Zygote>, Instant);
 
 impl Zygotes {
-    pub fn new(init_program: PathBuf, limit: usize, idle_limit: Duration) -> Self {
+    /// `enabled`: whether the operator allows zygotes at all.
+    pub fn new(init_program: PathBuf, limit: usize, idle_limit: Duration, enabled: bool) -> Self {
         // Without a filter for this host there are no zygotes: a forked runtime must be
         // confined exactly as a started one.
-        let settings = SyscallFilter::for_host()
-            .inspect_err(|err| tracing::warn!(error = %err, "no zygotes: seccomp filter"))
-            .ok()
-            .map(|filter| ZygoteSettings::for_sandbox(&filter));
+        let filter = if enabled {
+            SyscallFilter::for_host()
+                .inspect_err(|err| tracing::warn!(error = %err, "no zygotes: seccomp filter"))
+                .ok()
+        } else {
+            None
+        };
+        let settings = filter.map(|filter| ZygoteSettings::for_sandbox(&filter));
         Self {
             init_program,
             settings,
