@@ -270,6 +270,24 @@ def test_a_killed_server_takes_its_zygote_along(server_factory, tmp_path):
     assert server.stop() == 0
 
 
+def test_at_most_eight_zygotes_run_and_the_least_recently_used_makes_way(server_factory, tmp_path):
+    server = server_factory(tmp_path / "data", env={"KAPPA_SANDBOX_POOL_SIZE": "0"})
+    client = server.client()
+    names = [probe(client, f"zygote-lru-{n}") for n in range(9)]
+    started = []
+    for name in names[:8]:
+        assert h.invoke_ok(client, name, {}).json()["forked"] is True
+        (new,) = h.wait_until(10, lambda: set(zygotes(server)) - set(started), desc="its zygote")
+        started.append(new)
+    assert sorted(zygotes(server)) == sorted(started), "one zygote per function, eight in all"
+    # The first function is used again, so the second's zygote is now the least recently used.
+    assert new_environment(client, names[0], 1).json()["forked"] is True
+    assert h.invoke_ok(client, names[8], {}).json()["forked"] is True
+    h.wait_until(10, lambda: started[1] not in zygotes(server), desc="the second function's zygote to stop")
+    running = zygotes(server)
+    assert len(running) == 8 and started[0] in running, (running, started)
+
+
 def test_zygotes_can_be_turned_off(server_factory, tmp_path):
     """`--python-zygotes false`: Python runtimes are started, never forked, and no zygote runs."""
     server = server_factory(tmp_path / "data",
