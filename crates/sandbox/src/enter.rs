@@ -255,17 +255,7 @@ pub(crate) fn exec_runtime(
         source,
     })?;
     let program = command.argv.first().ok_or(SandboxError::NoProgram)?;
-    let argv = command
-        .argv
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let env = command
-        .env
-        .iter()
-        .map(|(k, v)| CString::new(format!("{k}={v}")))
-        .collect::<Result<Vec<_>, _>>()?;
-    let path = CString::new(program.as_bytes())?;
+    let ExecStrings { path, argv, env } = ExecStrings::of(command.argv, command.env)?;
     if isolated {
         // The bounding set first (that needs CAP_SETPCAP), then the uid: leaving uid 0 clears
         // the permitted and effective sets.
@@ -280,6 +270,31 @@ pub(crate) fn exec_runtime(
             program: program.clone(),
             source,
         }),
+    }
+}
+
+/// A program, its arguments and its environment as `execve` takes them.
+pub(crate) struct ExecStrings {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub env: Vec<CString>,
+}
+
+impl ExecStrings {
+    /// `argv[0]` is the program's path; `env` as `NAME=value` strings.
+    pub(crate) fn of(argv: &[String], env: &[(String, String)]) -> Result<Self, SandboxError> {
+        let program = argv.first().ok_or(SandboxError::NoProgram)?;
+        Ok(Self {
+            path: CString::new(program.as_bytes())?,
+            argv: argv
+                .iter()
+                .map(|a| CString::new(a.as_bytes()))
+                .collect::<Result<_, _>>()?,
+            env: env
+                .iter()
+                .map(|(k, v)| CString::new(format!("{k}={v}")))
+                .collect::<Result<_, _>>()?,
+        })
     }
 }
 

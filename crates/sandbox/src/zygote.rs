@@ -51,7 +51,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use crate::SyscallFilter;
-use crate::enter::SandboxError;
+use crate::enter::{ExecStrings, SandboxError};
 use crate::fd_passing::{receive_with_fds, send_with_fds};
 use crate::spec::{PrestartedRuntime, RuntimeRelease};
 
@@ -160,18 +160,12 @@ pub fn serve_as_zygote(runtime: &PrestartedRuntime) -> Result<Infallible, Sandbo
         source,
     })?;
     let program = runtime.argv.first().ok_or(SandboxError::NoProgram)?;
-    let argv = runtime
-        .argv
-        .iter()
-        .map(|a| CString::new(a.as_bytes()))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut env = runtime
-        .env
-        .iter()
-        .map(|(k, v)| CString::new(format!("{k}={v}")))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ExecStrings {
+        path,
+        argv,
+        mut env,
+    } = ExecStrings::of(&runtime.argv, &runtime.env)?;
     env.push(CString::new(format!("{ZYGOTE_FD_VARIABLE}=0"))?);
-    let path = CString::new(program.as_bytes())?;
     match nix::unistd::execve(&path, &argv, &env) {
         Ok(never) => match never {},
         Err(source) => Err(SandboxError::Exec {
